@@ -1,0 +1,132 @@
+/**
+ * The one definition of the agent's Deno permission set, derived from its configuration.
+ *
+ * `deno task compile` bakes these flags into the binary, `deno task start` runs `main.ts` with
+ * them, and the end-to-end tests spawn the agent with them: what is tested is what ships.
+ * The read permission doubles as the freeze scope (DESIGN.md item 8): a mount point the agent may
+ * not read is refused before the FFI `open`.
+ *
+ * @module
+ */
+
+import type { Config } from "./config/mod.ts";
+import { LIBC_CANDIDATES } from "./linux/libc.ts";
+
+/** The permission set as lists (for tests and the README), before it is rendered as flags. */
+export interface PermissionSet {
+  read: string[];
+  write: string[];
+  run: string[];
+  ffi: string[];
+  env: string[];
+  net: string[];
+  /** `--unstable-vsock` is needed for the vsock transport. */
+  unstableVsock: boolean;
+}
+
+/** Options of {@link permissionSet}. */
+export interface PermissionOptions {
+  /**
+   * The program the watchdog is started from: the installed binary for `compile`, the `deno`
+   * executable for `deno run` (with `main.ts` as its script).
+   */
+  selfExecutable: string;
+}
+
+/** Environment variables the agent reads. */
+export const AGENT_ENV_VARS: readonly string[] = ["QGA_CONF", "LISTEN_FDS", "LISTEN_PID"];
+
+/** Read-only system paths the agent needs besides the freeze scope. */
+const SYSTEM_READ_PATHS: readonly string[] = [
+  "/proc/self/mountinfo",
+  // Block-device stacking (loop backing files, dm slaves) for the freeze order.
+  "/sys/dev/block",
+  "/sys/block",
+  "/sys/devices",
+];
+
+/** Derives the permission set from the effective configuration. */
+export function permissionSet(config: Config, options: PermissionOptions): PermissionSet {
+  const read = new Set<string>([
+    config.configPath,
+    ...SYSTEM_READ_PATHS,
+    config.statedir,
+    ...config.fsfreezeScope,
+  ]);
+  const write = new Set<string>([config.statedir]);
+  const run = new Set<string>([options.selfExecutable]);
+  const net: string[] = [];
+  if (config.fsfreezeHook !== undefined) {
+    read.add(config.fsfreezeHook); // stat() for the ownership check
+    run.add(config.fsfreezeHook);
+  }
+  if (config.logfile !== undefined) write.add(config.logfile);
+  write.add(config.pidfile);
+  addChannelPaths(config, read, write, net);
+  return {
+    read: [...read],
+    write: [...write],
+    run: [...run],
+    ffi: [...LIBC_CANDIDATES],
+    env: [...AGENT_ENV_VARS],
+    net,
+    unstableVsock: config.method === "vsock-listen",
+  };
+}
+
+function addChannelPaths(
+  config: Config,
+  read: Set<string>,
+  write: Set<string>,
+  net: string[],
+): void {
+  switch (config.method) {
+    case "unix-listen":
+      // The socket is bound under a temporary name and renamed into place (owner-only, atomic).
+      for (const path of [config.path, unixSocketTempPath(config.path)]) {
+        read.add(path);
+        write.add(path);
+      }
+      return;
+    case "vsock-listen":
+      net.push(`vsock:${config.path}`);
+      return;
+    default:
+      read.add(config.path);
+      write.add(config.path);
+  }
+}
+
+/** Where a unix socket is bound before it is renamed to its configured path. */
+export function unixSocketTempPath(path: string): string {
+  return `${path}.new`;
+}
+
+/** Renders a permission set as Deno CLI flags (`--no-prompt` first; never `-A`). */
+export function permissionFlags(set: PermissionSet): string[] {
+  const flags = ["--no-prompt"];
+  const add = (name: string, values: string[]): void => {
+    if (values.length > 0) flags.push(`--allow-${name}=${values.map(checkFlagValue).join(",")}`);
+  };
+  add("read", set.read);
+  add("write", set.write);
+  add("run", set.run);
+  add("ffi", set.ffi);
+  add("env", set.env);
+  add("net", set.net);
+  if (set.unstableVsock) flags.push("--unstable-vsock");
+  return flags;
+}
+
+/** Deno splits permission lists on commas, so a path containing one cannot be expressed. */
+function checkFlagValue(value: string): string {
+  if (value.includes(",")) {
+    throw new RangeError(`path cannot be granted as a Deno permission (contains ','): ${value}`);
+  }
+  return value;
+}
+
+/** The flags for a configuration: {@link permissionSet} rendered by {@link permissionFlags}. */
+export function agentFlags(config: Config, options: PermissionOptions): string[] {
+  return permissionFlags(permissionSet(config, options));
+}
