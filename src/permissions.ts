@@ -83,9 +83,11 @@ function addChannelPaths(
   switch (config.method) {
     case "unix-listen":
       // The socket is bound under a temporary name and renamed into place (owner-only, atomic).
+      // Deno asks for net permission on unix socket paths as well as read/write.
       for (const path of [config.path, unixSocketTempPath(config.path)]) {
         read.add(path);
         write.add(path);
+        net.push(`unix:${path}`);
       }
       return;
     case "vsock-listen":

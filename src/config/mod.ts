@@ -86,6 +86,8 @@ export type ParseResult =
 export interface ExtraFlags {
   all: boolean;
   json: boolean;
+  /** Internal: this process is the copy that `-d` started. */
+  detachedChild: boolean;
 }
 
 /** A configuration that cannot be used; qemu-ga exits 1 with this text. */
@@ -120,9 +122,10 @@ const OPTIONS: readonly OptionSpec[] = [
   { name: "fsfreeze-exclude", long: "fsfreeze-exclude", arg: "required" },
   { name: "fsfreeze-scope", long: "fsfreeze-scope", arg: "required" },
   { name: "vsock-allowed-cids", long: "vsock-allowed-cids", arg: "required" },
-  // Local subcommand flags.
+  // Local subcommand flags, and the mark of the daemonized copy.
   { name: "all", long: "all", arg: "none" },
   { name: "json", long: "json", arg: "none" },
+  { name: "detachedChild", long: "detached-child", arg: "none" },
 ];
 
 /** Parses argv (without the program name) into what to do, reading the config file first. */
@@ -136,7 +139,7 @@ export function parseConfig(
   const config = defaultConfig(configOption?.value ?? env.QGA_CONF ?? DEFAULTS.configPath);
   config.configRequired = configOption !== undefined;
   loadConfigFile(config, readTextFile);
-  const extra: ExtraFlags = { all: false, json: false };
+  const extra: ExtraFlags = { all: false, json: false, detachedChild: false };
   let dump = false;
   for (const option of options) {
     const early = applyOption(config, option, extra);
@@ -195,6 +198,7 @@ function applyOption(config: Config, option: ParsedOption, extra: ExtraFlags): E
       return undefined;
     case "all":
     case "json":
+    case "detachedChild":
       extra[option.name] = true;
       return undefined;
     default:

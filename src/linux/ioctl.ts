@@ -27,3 +27,9 @@ export const FIFREEZE: bigint = ioc(IOC_READ | IOC_WRITE, "X", 119, SIZEOF_INT);
 
 /** `FITHAW = _IOWR('X', 120, int)` = 0xC0045878: thaw a filesystem. */
 export const FITHAW: bigint = ioc(IOC_READ | IOC_WRITE, "X", 120, SIZEOF_INT);
+
+/**
+ * `FIONREAD` = 0x541B (alias `TIOCINQ`): bytes readable without blocking. A legacy tty request with
+ * no `_IOC` encoding; the same number on x86_64 and aarch64 (asm-generic/ioctls.h).
+ */
+export const FIONREAD: bigint = 0x541bn;

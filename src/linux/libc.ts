@@ -3,13 +3,14 @@
  * and typed wrappers that read errno in the same synchronous call and throw {@link SyscallError}.
  *
  * No symbol is `nonblocking`: errno is thread-local, and a nonblocking call runs on another thread.
- * Work that may block (FIFREEZE on a dirty filesystem) runs these wrappers inside a Worker instead.
+ * Work that may block (FIFREEZE on a dirty filesystem) calls these wrappers synchronously, on the
+ * calling thread or in freezer.ts's Workers (which import this module: one dlopen per thread).
  *
  * @module
  */
 
 import { SyscallError } from "./errno.ts";
-import { FIFREEZE, FITHAW } from "./ioctl.ts";
+import { FIFREEZE, FIONREAD, FITHAW } from "./ioctl.ts";
 
 export { SyscallError };
 
@@ -168,6 +169,33 @@ export function tcsetattr(fd: number, actions: number, termios: Uint8Array<Array
  */
 export function tcflush(fd: number, queue: number): void {
   if (loadLibc().tcflush(fd, queue) === -1) throw new SyscallError("tcflush", lastErrno());
+}
+
+/**
+ * ioctl(FIONREAD): bytes waiting in a terminal's (or pipe's) input queue, without reading them.
+ * @throws {SyscallError}
+ */
+export function fionread(fd: number): number {
+  const count = new Int32Array(1);
+  if (loadLibc().ioctl_ptr(fd, FIONREAD, new Uint8Array(count.buffer)) === -1) {
+    throw new SyscallError("ioctl(FIONREAD)", lastErrno());
+  }
+  return count[0] ?? 0;
+}
+
+// glibc's dev_t encoding (<sys/sysmacros.h>): 12 bits of major and 20 of minor, split so that old
+// 16-bit values keep their meaning. Pure arithmetic: Deno.statSync returns `dev`/`rdev` already.
+
+/** `major(dev)` of a `dev_t` as `Deno.statSync` returns it in `dev` or `rdev`. */
+export function major(dev: number): number {
+  const value = BigInt(dev);
+  return Number(((value >> 8n) & 0xfffn) | ((value >> 32n) & ~0xfffn));
+}
+
+/** `minor(dev)` of a `dev_t` as `Deno.statSync` returns it in `dev` or `rdev`. */
+export function minor(dev: number): number {
+  const value = BigInt(dev);
+  return Number((value & 0xffn) | ((value >> 12n) & ~0xffn));
 }
 
 /** Signal numbers (identical on x86_64 and aarch64 Linux). */

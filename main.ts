@@ -1,0 +1,100 @@
+/**
+ * Entry point: the only place that reads `Deno.args` and `Deno.env`, installs signal handlers and
+ * calls `Deno.exit`. Everything else takes values and throws.
+ *
+ * Exit codes: 0 for a requested stop (and -h, -V, -D, -b help), 1 for a usage, configuration or
+ * runtime failure (as qemu-ga).
+ *
+ * @module
+ */
+
+import { isLocalCommand, runLocalCommand } from "./src/cli.ts";
+import { createRegistry } from "./src/commands/mod.ts";
+import { type Config, parseConfig, renderConfig, UsageError, usageText } from "./src/config/mod.ts";
+import { createLogger } from "./src/log.ts";
+import { startAgent } from "./src/main_agent.ts";
+import { VERSION_LINE } from "./src/version.ts";
+
+const PROGRAM = "fsfreeze-agent";
+const encoder = new TextEncoder();
+
+function print(text: string): void {
+  Deno.stdout.writeSync(encoder.encode(text));
+}
+
+function printError(text: string): void {
+  Deno.stderr.writeSync(encoder.encode(text));
+}
+
+function readConfigFile(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+/** SIGTERM and SIGINT abort the returned signal (a requested stop, exit 0). */
+function stopSignal(): AbortSignal {
+  const controller = new AbortController();
+  for (const name of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(name, () => controller.abort(name));
+  }
+  return controller.signal;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  const local = first !== undefined && isLocalCommand(first) ? first : undefined;
+  const env = { QGA_CONF: Deno.env.get("QGA_CONF") };
+  const parsed = parseConfig(local ? rest : argv, env, readConfigFile);
+  switch (parsed.action) {
+    case "help":
+      print(usageText(PROGRAM));
+      return 0;
+    case "version":
+      print(`${VERSION_LINE}\n`);
+      return 0;
+    case "list-commands":
+      print(createRegistry().list().map((spec) => `${spec.name}\n`).join(""));
+      return 0;
+    case "dump":
+      print(renderConfig(parsed.config));
+      return 0;
+  }
+  const { config, extra, positionals } = parsed;
+  const log = createLogger({ level: logLevel(config), logFile: config.logfile });
+  const signal = stopSignal();
+  if (local) {
+    return await runLocalCommand(local, config, extra, positionals, { log, print, signal });
+  }
+  return await startAgent(config, log, {
+    argv: local ? rest : argv,
+    signal,
+    detachedChild: extra.detachedChild,
+  });
+}
+
+function logLevel(config: Config): "debug" | "info" {
+  return config.verbose || config.debug ? "debug" : "info";
+}
+
+function reportFailure(err: unknown): void {
+  const message = err instanceof Error ? err.message : String(err);
+  printError(`${PROGRAM}: ${message}\n`);
+  if (err instanceof UsageError) {
+    printError(`Unknown option, try '${PROGRAM} --help' for more information.\n`);
+  }
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (err) {
+    reportFailure(err);
+    code = 1;
+  }
+  Deno.exit(code);
+}

@@ -1,0 +1,140 @@
+/**
+ * The agent's main loop: open the transport, take connections one at a time, turn bytes into
+ * messages, dispatch each in order and write one reply line per request.
+ *
+ * @module
+ */
+
+import type { Config } from "./config/mod.ts";
+import type { Logger } from "./log.ts";
+import { type DispatchContext, dispatchMessage, parseErrorLine } from "./protocol/dispatch.ts";
+import { JsonMessageParser } from "./protocol/json.ts";
+import type { Registry } from "./protocol/registry.ts";
+import { type Connection, openTransport, type Transport } from "./transport/mod.ts";
+
+/** qemu-ga's `QGA_RETRY_INTERVAL`: seconds between channel re-opens with `--retry-path`. */
+export const RETRY_INTERVAL_MS = 5000;
+
+const encoder = new TextEncoder();
+/** guest-sync-delimited's reply is preceded by 0xFF, in the same write as the line. */
+const SYNC_DELIMITER = 0xff;
+
+/** What {@link runAgent} needs. */
+export interface AgentDeps<Ctx extends DispatchContext> {
+  config: Config;
+  log: Logger;
+  registry: Registry<Ctx>;
+  ctx: Ctx;
+  /** Aborting stops the agent: the transport is closed and `runAgent` returns. */
+  signal: AbortSignal;
+  /** Opens the transport (tests may pass their own). */
+  openTransport?: (config: Config, log: Logger) => Promise<Transport>;
+}
+
+/** Serves until `signal` aborts. Throws when the channel fails and `--retry-path` is off. */
+export async function runAgent<Ctx extends DispatchContext>(deps: AgentDeps<Ctx>): Promise<void> {
+  const open = deps.openTransport ?? openTransport;
+  while (!deps.signal.aborted) {
+    let transport: Transport;
+    try {
+      transport = await open(deps.config, deps.log);
+    } catch (err) {
+      if (!deps.config.retryPath) throw err;
+      deps.log.warn("failed to initialize guest agent channel, will retry", {
+        error: message(err),
+      });
+      await sleep(RETRY_INTERVAL_MS, deps.signal);
+      continue;
+    }
+    try {
+      await serveTransport(transport, deps);
+      return;
+    } catch (err) {
+      if (!deps.config.retryPath || deps.signal.aborted) throw err;
+      deps.log.warn("agent stopped unexpectedly, restarting...", { error: message(err) });
+      await sleep(RETRY_INTERVAL_MS, deps.signal);
+    } finally {
+      transport.close();
+    }
+  }
+}
+
+async function serveTransport<Ctx extends DispatchContext>(
+  transport: Transport,
+  deps: AgentDeps<Ctx>,
+): Promise<void> {
+  const stop = (): void => transport.close();
+  deps.signal.addEventListener("abort", stop, { once: true });
+  try {
+    while (!deps.signal.aborted) {
+      const connection = await transport.accept();
+      if (!connection) return;
+      deps.log.debug("client connected", { peer: connection.peer });
+      try {
+        await serveConnection(connection, deps);
+      } finally {
+        connection.close();
+        deps.log.debug("client disconnected", { peer: connection.peer });
+      }
+    }
+  } finally {
+    deps.signal.removeEventListener("abort", stop);
+  }
+}
+
+/** Reads, parses and answers one connection until it closes. */
+export async function serveConnection<Ctx extends DispatchContext>(
+  connection: Connection,
+  deps: Pick<AgentDeps<Ctx>, "log" | "registry" | "ctx">,
+): Promise<void> {
+  // A fresh parser per connection: a partial message left by a previous client is not ours.
+  const parser = new JsonMessageParser();
+  while (true) {
+    const result = await connection.read();
+    if (result.type === "closed") return;
+    if (result.type === "hangup") {
+      parser.reset();
+      deps.log.debug("host disconnected; partial input dropped");
+      continue;
+    }
+    for (const event of parser.feed(result.bytes)) {
+      if (event.type === "error") {
+        deps.log.debug("bad input", { error: event.desc });
+        await connection.write(encoder.encode(parseErrorLine(event.desc)));
+        continue;
+      }
+      const started = performance.now();
+      const reply = await dispatchMessage(event.value, deps.registry, deps.ctx);
+      const ms = Math.round((performance.now() - started) * 1000) / 1000;
+      deps.log.debug("command done", { cmd: reply.command ?? "(invalid)", ms });
+      if (reply.line === undefined) continue;
+      await connection.write(replyBytes(reply.line, reply.delimited));
+    }
+  }
+}
+
+function replyBytes(line: string, delimited: boolean): Uint8Array {
+  const encoded = encoder.encode(line);
+  if (!delimited) return encoded;
+  const bytes = new Uint8Array(encoded.length + 1);
+  bytes[0] = SYNC_DELIMITER;
+  bytes.set(encoded, 1);
+  return bytes;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}

@@ -1,0 +1,181 @@
+/**
+ * The report of a freeze cycle (DESIGN.md item 11): per hook run (path, phase, exit, duration,
+ * output tail), per mount (frozen / skipped and why / failed with errno, durations) and who thawed.
+ * Served by the report command, printed by `fsfreeze-agent status`, and kept in the state directory
+ * (written only when nothing is frozen).
+ *
+ * @module
+ */
+
+import type { HookResult } from "./hook.ts";
+import { writeFileAtomic } from "./state.ts";
+
+/** Who ended a cycle. */
+export type ThawedBy =
+  | "host"
+  | "timeout"
+  | "signal"
+  | "recovery"
+  | "local"
+  | "rollback"
+  | "nothing-frozen";
+
+/** One hook run. */
+export interface HookReport {
+  path: string;
+  phase: "freeze" | "thaw";
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  startedAt: string;
+  durationMs: number;
+  /** The last lines of its output. */
+  outputTail: string;
+  /** Set when the hook could not be started (failed safety check, missing file). */
+  error?: string;
+}
+
+/** One mount's part in the cycle. */
+export interface MountReport {
+  mountPoint: string;
+  fsType?: string;
+  status: "frozen" | "skipped" | "failed" | "not-frozen";
+  /** Why it was skipped or failed. */
+  reason?: string;
+  errno?: number;
+  code?: string;
+  freezeMs?: number;
+  thawed?: boolean;
+  thawMs?: number;
+}
+
+/** The thaw that ended the cycle. */
+export interface ThawReport {
+  by: ThawedBy;
+  at: string;
+  /** Filesystems FITHAW thawed. */
+  count: number;
+  durationMs: number;
+  /** Set when thawing found problems (e.g. a failed thaw hook). */
+  warning?: string;
+}
+
+/** A whole cycle. */
+export interface CycleReport {
+  cycle: string;
+  command: string;
+  startedAt: string;
+  /** `frozen` while in force; the outcome afterwards. */
+  state: "freezing" | "frozen" | "thawed" | "failed";
+  /** Filesystems frozen by the freeze command. */
+  frozenCount: number;
+  /** Epoch-based auto-thaw deadline, if any. */
+  deadline: string | null;
+  /** From the freeze hook's start to the last FIFREEZE done (the application stall). */
+  freezeWindowMs?: number;
+  error?: string;
+  hooks: HookReport[];
+  mounts: MountReport[];
+  thaw?: ThawReport;
+}
+
+const TAIL_LINES = 20;
+const TAIL_BYTES = 4096;
+
+/** The last lines of hook output, bounded. */
+export function outputTail(output: string): string {
+  const tail = output.length > TAIL_BYTES ? output.slice(-TAIL_BYTES) : output;
+  return tail.split("\n").slice(-TAIL_LINES - 1).join("\n").trimEnd();
+}
+
+/** A hook report from a hook result. */
+export function hookReport(result: HookResult): HookReport {
+  return {
+    path: result.path,
+    phase: result.phase,
+    exitCode: result.exitCode,
+    signal: result.signal,
+    timedOut: result.timedOut,
+    startedAt: new Date(result.startedAt).toISOString(),
+    durationMs: round(result.durationMs),
+    outputTail: outputTail(result.output),
+  };
+}
+
+/** A hook report for a hook that could not be started. */
+export function hookStartFailure(
+  path: string,
+  phase: "freeze" | "thaw",
+  startedAt: number,
+  error: string,
+): HookReport {
+  return {
+    path,
+    phase,
+    exitCode: null,
+    signal: null,
+    timedOut: false,
+    startedAt: new Date(startedAt).toISOString(),
+    durationMs: round(Date.now() - startedAt),
+    outputTail: "",
+    error,
+  };
+}
+
+/** Milliseconds to three decimals. */
+export function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+/** Saves the report (call only when nothing is frozen). */
+export function saveReport(path: string, report: CycleReport): void {
+  writeFileAtomic(path, JSON.stringify(report, null, 2) + "\n");
+}
+
+/** Loads the saved report, if any. */
+export function loadReport(path: string): CycleReport | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(path)) as CycleReport;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A human-readable rendering for `fsfreeze-agent status`. */
+export function renderReport(report: CycleReport): string {
+  const lines = [
+    `cycle ${report.cycle}: ${report.state} (${report.command}, started ${report.startedAt})`,
+    `  frozen: ${report.frozenCount}` +
+    (report.freezeWindowMs === undefined ? "" : `, freeze window ${report.freezeWindowMs} ms`) +
+    (report.deadline ? `, auto-thaw at ${report.deadline}` : ""),
+  ];
+  if (report.error) lines.push(`  error: ${report.error}`);
+  for (const hook of report.hooks) {
+    const outcome = hook.error ??
+      (hook.timedOut
+        ? "timed out"
+        : hook.signal
+        ? `killed by ${hook.signal}`
+        : `exit ${hook.exitCode}`);
+    lines.push(`  hook ${hook.phase} ${hook.path}: ${outcome} in ${hook.durationMs} ms`);
+    for (const line of hook.outputTail.split("\n").filter((l) => l !== "")) {
+      lines.push(`    | ${line}`);
+    }
+  }
+  for (const mount of report.mounts) {
+    const detail = [
+      mount.reason,
+      mount.code,
+      mount.freezeMs === undefined ? undefined : `freeze ${mount.freezeMs} ms`,
+      mount.thawMs === undefined ? undefined : `thaw ${mount.thawMs} ms`,
+    ].filter((part) => part !== undefined).join(", ");
+    lines.push(`  mount ${mount.mountPoint}: ${mount.status}${detail ? ` (${detail})` : ""}`);
+  }
+  if (report.thaw) {
+    lines.push(
+      `  thawed by ${report.thaw.by} at ${report.thaw.at}: ${report.thaw.count} filesystems in ` +
+        `${report.thaw.durationMs} ms${report.thaw.warning ? ` (${report.thaw.warning})` : ""}`,
+    );
+  }
+  return lines.join("\n") + "\n";
+}

@@ -1,0 +1,132 @@
+/**
+ * Starting and stopping the agent process: permission check, crash recovery, pidfile, the serve
+ * loop, and a stop that never leaves filesystems frozen.
+ *
+ * @module
+ */
+
+import { runAgent } from "./agent.ts";
+import { createRegistry } from "./commands/mod.ts";
+import { type Config, ConfigError } from "./config/mod.ts";
+import { FreezeController } from "./fsfreeze/controller.ts";
+import { loadLibc } from "./linux/libc.ts";
+import type { AgentLogger } from "./log.ts";
+import { missingPermissions } from "./permission_check.ts";
+import { selfCommand } from "./self_exec.ts";
+
+/** What main passes in. */
+export interface StartOptions {
+  /** The agent's own arguments, handed to its watchdog and daemon copies. */
+  argv: readonly string[];
+  /** Aborted on SIGTERM/SIGINT. */
+  signal: AbortSignal;
+  /** This process is the daemonized copy (do not fork again). */
+  detachedChild: boolean;
+}
+
+/** Runs the agent until `signal` aborts; returns the exit code. */
+export async function startAgent(
+  config: Config,
+  log: AgentLogger,
+  options: StartOptions,
+): Promise<number> {
+  loadLibc();
+  const missing = missingPermissions(config);
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `the configuration needs permissions this agent was not given: ${missing.join(", ")} ` +
+        "(a compiled binary carries the permission set of the configuration it was built for; " +
+        "rebuild it with: deno task compile --config <file>)",
+    );
+  }
+  if (config.daemonize && !options.detachedChild) return daemonize(config, options.argv);
+
+  const registry = createRegistry();
+  registry.setFilters(config.allowRpcs, config.blockRpcs);
+  const pidfile = new Pidfile(config, log);
+  const freezer = new FreezeController({
+    config,
+    log,
+    spawnWatchdog: (cycle) => spawnWatchdog(config, options.argv, cycle),
+    onThawed: () => {
+      log.openFile();
+      pidfile.writeIfDue();
+    },
+  });
+  await freezer.recover();
+  if (!freezer.frozen) {
+    log.openFile();
+    pidfile.writeIfDue();
+  }
+  const ctx = { log, freezer, frozen: () => freezer.frozen };
+  try {
+    await runAgent({ config, log, registry, ctx, signal: options.signal });
+  } finally {
+    await freezer.shutdown();
+    pidfile.remove();
+    log.info("agent stopped");
+    log.close();
+  }
+  return 0;
+}
+
+function spawnWatchdog(config: Config, argv: readonly string[], cycle: string): Deno.ChildProcess {
+  const { command, args } = selfCommand(config, ["watchdog", cycle, ...argv]);
+  const child = new Deno.Command(command, {
+    args,
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+    // Its own process group: a signal to the agent's group must not take the watchdog with it.
+    detached: true,
+  }).spawn();
+  child.unref();
+  return child;
+}
+
+function daemonize(config: Config, argv: readonly string[]): number {
+  const { command, args } = selfCommand(config, [...argv, "--detached-child"]);
+  const child = new Deno.Command(command, {
+    args,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    detached: true,
+  }).spawn();
+  child.unref();
+  return 0;
+}
+
+/** The pidfile: written when daemonizing (as qemu-ga) or when one was named explicitly. */
+class Pidfile {
+  #config: Config;
+  #log: AgentLogger;
+  #written = false;
+
+  constructor(config: Config, log: AgentLogger) {
+    this.#config = config;
+    this.#log = log;
+  }
+
+  writeIfDue(): void {
+    if (this.#written || !(this.#config.daemonize || this.#config.pidfileExplicit)) return;
+    try {
+      Deno.writeTextFileSync(this.#config.pidfile, `${Deno.pid}\n`, { mode: 0o644 });
+      this.#written = true;
+    } catch (err) {
+      this.#log.error("cannot write pidfile", {
+        path: this.#config.pidfile,
+        error: (err as Error).message,
+      });
+    }
+  }
+
+  remove(): void {
+    if (!this.#written) return;
+    try {
+      Deno.removeSync(this.#config.pidfile);
+    } catch {
+      // already gone
+    }
+  }
+}

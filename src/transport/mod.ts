@@ -1,0 +1,66 @@
+/**
+ * Transports: how bytes reach the agent (QGA.md §2). A transport hands out connections one at a
+ * time; a device (virtio-serial, isa-serial) is one connection that lives as long as the agent,
+ * a listening socket (unix, vsock) yields the next client after the previous one left.
+ *
+ * @module
+ */
+
+import type { Config } from "../config/mod.ts";
+import { parseVsockAddress, validateMethod } from "../config/mod.ts";
+import type { Logger } from "../log.ts";
+import { openDevice } from "./device.ts";
+import { listenUnix, listenVsock } from "./socket.ts";
+
+/** The result of one read from a connection. */
+export type ReadResult =
+  | { type: "data"; bytes: Uint8Array }
+  /** The peer went away but the channel stays (virtio-serial host disconnect): drop partial input. */
+  | { type: "hangup" }
+  /** The connection is over; the transport will hand out the next one. */
+  | { type: "closed" };
+
+/** One client (or the device). */
+export interface Connection {
+  /** Who is on the other end, for logs. */
+  readonly peer: string;
+  read(): Promise<ReadResult>;
+  /** Writes all bytes. */
+  write(bytes: Uint8Array): Promise<void>;
+  close(): void;
+}
+
+/** A source of connections. */
+export interface Transport {
+  /** What is being served, for logs. */
+  readonly description: string;
+  /** The next connection, or `null` once the transport is closed. */
+  accept(): Promise<Connection | null>;
+  /** Stops accepting, closes the device or listener and removes what it created. */
+  close(): void;
+}
+
+/** Opens the transport the configuration names. */
+export function openTransport(config: Config, log: Logger): Promise<Transport> {
+  const method = validateMethod(config.method);
+  switch (method) {
+    case "virtio-serial":
+    case "isa-serial":
+      return openDevice(method, config.path, log);
+    case "unix-listen":
+      return listenUnix(config.path, log);
+    case "vsock-listen":
+      return Promise.resolve(
+        listenVsock(parseVsockAddress(config.path), config.vsockAllowedCids, log),
+      );
+  }
+}
+
+/** Writes every byte of `bytes` to a Deno writer. */
+export async function writeAll(
+  writer: { write(p: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await writer.write(bytes.subarray(offset));
+}

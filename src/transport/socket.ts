@@ -1,0 +1,187 @@
+/**
+ * Listening-socket transports: unix-listen and vsock-listen. One client at a time, as qemu-ga
+ * (backlog 1): the next client is accepted after the previous one disconnected.
+ *
+ * A unix socket is owner-only (0600): it is bound under a temporary name, chmod-ed, then renamed
+ * into place, so no other user ever sees it with looser permissions. A stale socket left by a dead
+ * agent is replaced; a live one (someone answers) or a path that is not a socket is refused.
+ * A vsock listener accepts only the configured peers (the host, CID 2, by default): a local process
+ * could otherwise reach the guest's own listener and freeze its filesystems.
+ *
+ * @module
+ */
+
+import type { Logger } from "../log.ts";
+import { unixSocketTempPath } from "../permissions.ts";
+import { type Connection, type ReadResult, type Transport, writeAll } from "./mod.ts";
+
+const READ_SIZE = 4096;
+
+/** Listens on a unix socket path. */
+export async function listenUnix(path: string, log: Logger): Promise<Transport> {
+  await clearStaleSocket(path);
+  const temp = unixSocketTempPath(path);
+  await removeIfSocket(temp);
+  const listener = Deno.listen({ transport: "unix", path: temp });
+  try {
+    await Deno.chmod(temp, 0o600);
+    await Deno.rename(temp, path);
+  } catch (err) {
+    listener.close();
+    await Deno.remove(temp).catch(() => {});
+    throw err;
+  }
+  log.info("channel opened", { method: "unix-listen", path });
+  return new ListenerTransport(listener, `unix-listen:${path}`, () => true, log, path);
+}
+
+/** Listens on vsock `<cid>:<port>`, accepting only `allowedCids`. */
+export function listenVsock(
+  address: { cid: number; port: number },
+  allowedCids: readonly number[],
+  log: Logger,
+): Transport {
+  const listener = Deno.listen({ transport: "vsock", cid: address.cid, port: address.port });
+  log.info("channel opened", { method: "vsock-listen", cid: address.cid, port: address.port });
+  const allowed = (peer: Deno.Addr): boolean => isAllowedVsockPeer(peer, allowedCids);
+  return new ListenerTransport(
+    listener,
+    `vsock-listen:${address.cid}:${address.port}`,
+    allowed,
+    log,
+  );
+}
+
+/** Whether a vsock peer may talk to the agent. */
+export function isAllowedVsockPeer(peer: Deno.Addr, allowedCids: readonly number[]): boolean {
+  return peer.transport === "vsock" && allowedCids.includes(peer.cid);
+}
+
+async function clearStaleSocket(path: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    throw err;
+  }
+  if (!info.isSocket) throw new Error(`refusing to replace ${path}: it is not a socket`);
+  try {
+    const probe = await Deno.connect({ transport: "unix", path });
+    probe.close();
+    throw new Error(`another agent is already listening on ${path}`);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.ConnectionRefused)) throw err;
+  }
+  await Deno.remove(path);
+}
+
+async function removeIfSocket(path: string): Promise<void> {
+  try {
+    if ((await Deno.lstat(path)).isSocket) await Deno.remove(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+}
+
+class ListenerTransport implements Transport {
+  #listener: Deno.Listener;
+  #isAllowed: (peer: Deno.Addr) => boolean;
+  #log: Logger;
+  #socketPath: string | undefined;
+  #closed = false;
+  readonly description: string;
+
+  constructor(
+    listener: Deno.Listener,
+    description: string,
+    isAllowed: (peer: Deno.Addr) => boolean,
+    log: Logger,
+    socketPath?: string,
+  ) {
+    this.#listener = listener;
+    this.description = description;
+    this.#isAllowed = isAllowed;
+    this.#log = log;
+    this.#socketPath = socketPath;
+  }
+
+  async accept(): Promise<Connection | null> {
+    while (!this.#closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (err) {
+        if (this.#closed) return null;
+        throw err;
+      }
+      if (this.#isAllowed(conn.remoteAddr)) return new SocketConnection(conn);
+      this.#log.warn("refused connection from peer", { peer: describePeer(conn.remoteAddr) });
+      conn.close();
+    }
+    return null;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listener.close();
+    if (this.#socketPath !== undefined) {
+      try {
+        Deno.removeSync(this.#socketPath);
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+class SocketConnection implements Connection {
+  #conn: Deno.Conn;
+  #buffer = new Uint8Array(READ_SIZE);
+  #closed = false;
+  readonly peer: string;
+
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+    this.peer = describePeer(conn.remoteAddr);
+  }
+
+  async read(): Promise<ReadResult> {
+    if (this.#closed) return { type: "closed" };
+    let count: number | null;
+    try {
+      count = await this.#conn.read(this.#buffer);
+    } catch (err) {
+      if (this.#closed || isDisconnect(err)) return { type: "closed" };
+      throw err;
+    }
+    if (count === null) return { type: "closed" };
+    return { type: "data", bytes: this.#buffer.slice(0, count) };
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    return writeAll(this.#conn, bytes);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+function isDisconnect(err: unknown): boolean {
+  return err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.BrokenPipe ||
+    err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted;
+}
+
+function describePeer(addr: Deno.Addr): string {
+  if (addr.transport === "vsock") return `vsock:${addr.cid}:${addr.port}`;
+  if (addr.transport === "tcp" || addr.transport === "udp") return `${addr.hostname}:${addr.port}`;
+  return "unix";
+}

@@ -1,0 +1,214 @@
+import assert from "node:assert/strict";
+import {
+  type BlockTopology,
+  type DeviceId,
+  freezeWaves,
+  holdersOf,
+  sysfsTopology,
+} from "../../src/fsfreeze/deps.ts";
+import { type MountEntry, readMountinfo, selectFreezable } from "../../src/fsfreeze/mountinfo.ts";
+import { major, minor } from "../../src/linux/libc.ts";
+import { assertNothingLeft, createLoopMounts, createNestedLoopMount } from "../_util/loopfs.ts";
+
+let nextId = 100;
+
+/** A selected mount as selectFreezable() returns it. */
+function mount(mountPoint: string, device: DeviceId, raw: DeviceId = device): MountEntry {
+  const [major, minor] = raw.split(":").map(Number) as [number, number];
+  const [blockMajor, blockMinor] = device.split(":").map(Number) as [number, number];
+  return {
+    mountId: nextId++,
+    parentId: 1,
+    major,
+    minor,
+    root: "/",
+    mountPoint,
+    mountOptions: "rw",
+    optionalFields: [],
+    fsType: raw === device ? "ext4" : "btrfs",
+    source: "/dev/x",
+    superOptions: "rw",
+    blockDevice: { major: blockMajor, minor: blockMinor },
+  };
+}
+
+/** A topology from tables; anything not listed is unknown. */
+function topology(tables: {
+  backing?: Record<DeviceId, string>;
+  slaves?: Record<DeviceId, DeviceId[]>;
+  disks?: Record<DeviceId, DeviceId>;
+  files?: Record<string, DeviceId>;
+}): BlockTopology {
+  return {
+    loopBackingFile: (device) => tables.backing?.[device],
+    slaves: (device) => tables.slaves?.[device] ?? [],
+    wholeDisk: (device) => tables.disks?.[device],
+    fileDevice: (path) => tables.files?.[path],
+  };
+}
+
+function names(waves: MountEntry[][]): string[][] {
+  return waves.map((wave) => wave.map((m) => m.mountPoint));
+}
+
+Deno.test("freezeWaves() freezes a loop image's mount before the mount holding the image", () => {
+  const mounts = [mount("/data", "8:16"), mount("/img", "7:1"), mount("/other", "8:32")];
+  const topo = topology({
+    backing: { "7:1": "/data/disk.img" },
+    files: { "/data/disk.img": "8:16" },
+  });
+  assert.deepEqual(names(freezeWaves(mounts, topo)), [["/other", "/img"], ["/data"]]);
+});
+
+Deno.test("freezeWaves() follows dm/md slaves down to a loop device's backing file", () => {
+  const mounts = [mount("/data", "8:16"), mount("/vol", "253:3")];
+  const topo = topology({
+    slaves: { "253:3": ["253:2"], "253:2": ["9:0"], "9:0": ["7:4", "7:5"] },
+    backing: { "7:5": "/data/b.img" },
+    files: { "/data/b.img": "8:16" },
+  });
+  assert.deepEqual(names(freezeWaves(mounts, topo)), [["/vol"], ["/data"]]);
+});
+
+Deno.test("freezeWaves() orders a stacked device built on another mount's own device", () => {
+  const mounts = [mount("/vol", "253:1"), mount("/raw", "8:16")];
+  const topo = topology({ slaves: { "253:1": ["8:16"] } });
+  assert.deepEqual(names(freezeWaves(mounts, topo)), [["/vol"], ["/raw"]]);
+});
+
+Deno.test("freezeWaves() resolves a partition of a loop device to the loop's backing file", () => {
+  const mounts = [mount("/data", "8:16"), mount("/part", "259:0")];
+  const topo = topology({
+    disks: { "259:0": "7:2" },
+    backing: { "7:2": "/data/p.img" },
+    files: { "/data/p.img": "8:16" },
+  });
+  assert.deepEqual(names(freezeWaves(mounts, topo)), [["/part"], ["/data"]]);
+});
+
+Deno.test("freezeWaves() matches a backing file on btrfs by its anonymous device", () => {
+  const mounts = [mount("/home", "8:32", "0:45"), mount("/img", "7:1")];
+  const topo = topology({ backing: { "7:1": "/home/vm.img" }, files: { "/home/vm.img": "0:45" } });
+  assert.deepEqual(names(freezeWaves(mounts, topo)), [["/img"], ["/home"]]);
+});
+
+Deno.test("freezeWaves() freezes nested mount points before their parents", () => {
+  const mounts = [
+    mount("/", "254:0"),
+    mount("/srv", "8:1"),
+    mount("/srv/sub", "8:2"),
+    mount("/srvx", "8:3"),
+  ];
+  assert.deepEqual(names(freezeWaves(mounts, topology({}))), [
+    ["/srvx", "/srv/sub"],
+    ["/srv"],
+    ["/"],
+  ]);
+});
+
+Deno.test("freezeWaves() puts independent mounts in one wave, in reverse mountinfo order", () => {
+  const mounts = [mount("/a", "8:1"), mount("/b", "8:2"), mount("/c", "8:3")];
+  assert.deepEqual(names(freezeWaves(mounts, topology({}))), [["/c", "/b", "/a"]]);
+});
+
+Deno.test("freezeWaves() adds no edge for what it cannot resolve", () => {
+  const mounts = [mount("/data", "8:16"), mount("/img", "7:1")];
+  // A deleted backing file cannot be stat()ed.
+  const topo = topology({ backing: { "7:1": "/data/gone.img (deleted)" } });
+  assert.deepEqual(names(freezeWaves(mounts, topo)), [["/img", "/data"]]);
+});
+
+Deno.test("freezeWaves() chains several levels: an image on an image on a disk", () => {
+  const mounts = [mount("/outer", "8:16"), mount("/middle", "7:1"), mount("/inner", "7:2")];
+  const topo = topology({
+    backing: { "7:1": "/outer/m.img", "7:2": "/middle/i.img" },
+    files: { "/outer/m.img": "8:16", "/middle/i.img": "7:1" },
+  });
+  assert.deepEqual(names(freezeWaves(mounts, topo)), [["/inner"], ["/middle"], ["/outer"]]);
+  assert.deepEqual(holdersOf(mounts, topo).map((set) => [...set].sort()), [[], [0], [0, 1]]);
+});
+
+Deno.test("freezeWaves() falls back to qemu-ga's order, one mount per wave, on a cycle", () => {
+  const mounts = [mount("/a", "7:1"), mount("/b", "7:2"), mount("/c", "8:3")];
+  const topo = topology({
+    backing: { "7:1": "/b/a.img", "7:2": "/a/b.img" },
+    files: { "/b/a.img": "7:2", "/a/b.img": "7:1" },
+  });
+  assert.deepEqual(names(freezeWaves(mounts, topo)), [["/c"], ["/b"], ["/a"]]);
+});
+
+Deno.test("freezeWaves() returns no waves for no mounts", () => {
+  assert.deepEqual(freezeWaves([], topology({})), []);
+});
+
+Deno.test("sysfsTopology() reads slaves, partitions and loop backing files from a sysfs tree", async () => {
+  const root = await Deno.makeTempDir({ prefix: "agent_test_" });
+  try {
+    // The shape of /sys: /sys/dev/block/M:m links into /sys/devices/…; slaves link to siblings.
+    const devices = `${root}/devices/virtual/block`;
+    const make = async (path: string, dev: string): Promise<void> => {
+      await Deno.mkdir(path, { recursive: true });
+      await Deno.writeTextFile(`${path}/dev`, `${dev}\n`);
+    };
+    await make(`${devices}/dm-0`, "253:0");
+    await make(`${devices}/loop1`, "7:1");
+    await make(`${devices}/loop2`, "7:2");
+    await make(`${devices}/loop2/loop2p1`, "259:0");
+    await Deno.writeTextFile(`${devices}/loop2/loop2p1/partition`, "1\n");
+    await Deno.mkdir(`${devices}/loop1/loop`);
+    await Deno.writeTextFile(`${devices}/loop1/loop/backing_file`, "/data/with space.img\n");
+    await Deno.mkdir(`${devices}/dm-0/slaves`);
+    await Deno.symlink("../../loop1", `${devices}/dm-0/slaves/loop1`);
+    await Deno.mkdir(`${root}/dev/block`, { recursive: true });
+    for (
+      const [id, path] of [["253:0", "dm-0"], ["7:1", "loop1"], ["7:2", "loop2"], [
+        "259:0",
+        "loop2/loop2p1",
+      ]]
+    ) {
+      await Deno.symlink(`../../devices/virtual/block/${path}`, `${root}/dev/block/${id}`);
+    }
+    const topo = sysfsTopology(`${root}/dev/block`);
+    assert.deepEqual(topo.slaves("253:0"), ["7:1"]);
+    assert.deepEqual(topo.slaves("7:1"), []);
+    assert.equal(topo.loopBackingFile("7:1"), "/data/with space.img");
+    assert.equal(topo.loopBackingFile("253:0"), undefined);
+    assert.equal(topo.wholeDisk("259:0"), "7:2");
+    assert.equal(topo.wholeDisk("7:2"), undefined);
+    assert.equal(topo.wholeDisk("1:99"), undefined);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("sysfsTopology() resolves a real loop image stored on a loop mount", async () => {
+  {
+    await using fixture = await createLoopMounts(1);
+    const nested = await createNestedLoopMount(fixture);
+    const topo = sysfsTopology();
+    const rdev = (await Deno.stat(nested.device)).rdev ?? 0;
+    const loopId = `${major(rdev)}:${minor(rdev)}`;
+    assert.equal(topo.loopBackingFile(loopId), nested.image);
+    const holder = (await Deno.stat(nested.holder)).dev;
+    assert.equal(topo.fileDevice(nested.image), `${major(holder)}:${minor(holder)}`);
+    assert.deepEqual(topo.slaves(loopId), []);
+    assert.equal(topo.wholeDisk(loopId), undefined);
+    assert.equal(topo.fileDevice(`${fixture.dir}/missing`), undefined);
+  }
+  await assertNothingLeft();
+});
+
+Deno.test("freezeWaves() with real sysfs puts a nested loop mount before its holder", async () => {
+  {
+    await using fixture = await createLoopMounts(4);
+    const nested = await createNestedLoopMount(fixture, { index: 2 });
+    // Only our own mounts, from the real mount table (never frozen here).
+    const ours = selectFreezable(readMountinfo())
+      .filter((m) => m.mountPoint.startsWith(`${fixture.dir}/`));
+    assert.equal(ours.length, 5);
+    const waves = names(freezeWaves(ours));
+    const others = fixture.mounts.filter((m) => m !== nested.holder && m !== nested.mount);
+    assert.deepEqual(waves, [[nested.mount, ...others.reverse()], [nested.holder]]);
+  }
+  await assertNothingLeft();
+});

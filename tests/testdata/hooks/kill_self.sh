@@ -1,0 +1,5 @@
+#!/bin/sh
+# Fixture: prints one line, then kills itself with SIGKILL.
+set -eu
+echo "about to die"
+kill -KILL $$

@@ -1,0 +1,357 @@
+/**
+ * Tests of `tools/compile.ts`: the permission flags it generates from a configuration, its
+ * handling of `denort` (DENORT_BIN, no network, a hung download), and the build record that
+ * `packaging/install.sh` reads. The tool runs as a child with the narrow permissions proposed
+ * for the `compile` task (plus read/write on the test's temporary directory).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { LIBC_CANDIDATES } from "../../src/linux/libc.ts";
+import {
+  type Arch,
+  chooseTargets,
+  DEFAULT_INSTALL_PATH,
+  elfArch,
+  parseCompileArgs,
+  UNIT_ARGS,
+} from "../../tools/compile.ts";
+
+const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+const DENORT_VARS = "DENORT_BIN,DENORT_BIN_X86_64,DENORT_BIN_AARCH64";
+/** A proxy address nothing listens on: any download fails at once, network or not. */
+const REFUSING_PROXY = "http://127.0.0.1:9";
+const HOST_ARCH = Deno.build.arch as Arch;
+
+interface ToolRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs tools/compile.ts in the checkout with narrow permissions and a controlled environment. */
+async function runTool(
+  args: string[],
+  options: { readable?: string[]; writable?: string[]; env?: Record<string, string> } = {},
+): Promise<ToolRun> {
+  const read = [REPO, ...(options.readable ?? [])].join(",");
+  const write = options.writable?.length ? [`--allow-write=${options.writable.join(",")}`] : [];
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      `--allow-read=${read}`,
+      ...write,
+      `--allow-env=${DENORT_VARS}`,
+      "--allow-run=timeout",
+      "tools/compile.ts",
+      ...args,
+    ],
+    cwd: REPO,
+    clearEnv: true,
+    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: "/root", ...options.env },
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** The `--print-flags` output as a map flag name → list (or "" for a bare flag). */
+function parseFlags(stdout: string): Map<string, string[] | ""> {
+  const flags = new Map<string, string[] | "">();
+  for (const line of stdout.trim().split("\n")) {
+    const eq = line.indexOf("=");
+    if (eq === -1) flags.set(line, "");
+    else flags.set(line.slice(0, eq), line.slice(eq + 1).split(","));
+  }
+  return flags;
+}
+
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "agent_test_compile_" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const SITE_CONFIG = `# a site's config: hook, scope, log file, state dir and a unix socket
+[general]
+method=unix-listen
+path=/run/fsfreeze-agent/qga.sock
+logfile=/var/log/fsfreeze-agent.log
+statedir=/run/fsfreeze-agent
+fsfreeze-hook=/usr/local/libexec/site-hook
+fsfreeze-scope=/srv,/var/lib/mysql
+`;
+
+Deno.test("compile --print-flags derives every permission list from a site config", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/site.conf`, SITE_CONFIG);
+    // `--` with no arguments: the unit passes none, so the config file alone decides.
+    const run = await runTool(["--print-flags", "--config", `${dir}/site.conf`, "--"], {
+      readable: [dir],
+    });
+    assert.equal(run.code, 0, run.stderr);
+    const sock = "/run/fsfreeze-agent/qga.sock";
+    assert.deepEqual(
+      parseFlags(run.stdout),
+      new Map<string, string[] | "">([
+        ["--no-prompt", ""],
+        ["--allow-read", [
+          "/etc/qemu/qemu-ga.conf",
+          "/proc/self/mountinfo",
+          "/sys/dev/block",
+          "/sys/block",
+          "/sys/devices",
+          "/run/fsfreeze-agent",
+          "/srv",
+          "/var/lib/mysql",
+          "/usr/local/libexec/site-hook",
+          sock,
+          `${sock}.new`,
+        ]],
+        ["--allow-write", [
+          "/run/fsfreeze-agent",
+          "/var/log/fsfreeze-agent.log",
+          "/run/fsfreeze-agent.pid",
+          sock,
+          `${sock}.new`,
+        ]],
+        ["--allow-run", [DEFAULT_INSTALL_PATH, "/usr/local/libexec/site-hook"]],
+        ["--allow-ffi", [...LIBC_CANDIDATES]],
+        ["--allow-env", ["QGA_CONF", "LISTEN_FDS", "LISTEN_PID"]],
+        ["--allow-net", [`unix:${sock}`, `unix:${sock}.new`]],
+      ]),
+    );
+  });
+});
+
+Deno.test("compile --print-flags gives the serial unit read on / and its port by default", async () => {
+  const run = await runTool(["--print-flags", "--install-path", "/usr/sbin/fsfreeze-agent"]);
+  assert.equal(run.code, 0, run.stderr);
+  const port = "/dev/virtio-ports/org.qemu.guest_agent.0";
+  const flags = parseFlags(run.stdout);
+  assert.deepEqual(flags.get("--allow-read"), [
+    "/etc/qemu/qemu-ga.conf",
+    "/proc/self/mountinfo",
+    "/sys/dev/block",
+    "/sys/block",
+    "/sys/devices",
+    "/run",
+    "/",
+    "/etc/qemu/fsfreeze-hook",
+    port,
+  ]);
+  assert.deepEqual(flags.get("--allow-write"), ["/run", "/run/fsfreeze-agent.pid", port]);
+  assert.deepEqual(flags.get("--allow-run"), [
+    "/usr/sbin/fsfreeze-agent",
+    "/etc/qemu/fsfreeze-hook",
+  ]);
+  assert.equal(flags.has("--allow-net"), false);
+  assert.equal(flags.has("--unstable-vsock"), false);
+});
+
+Deno.test("compile --print-flags grants the vsock unit its one port and --unstable-vsock", async () => {
+  const run = await runTool(["--print-flags", "--channel", "vsock"]);
+  assert.equal(run.code, 0, run.stderr);
+  const flags = parseFlags(run.stdout);
+  assert.deepEqual(flags.get("--allow-net"), ["vsock:4294967295:1234"]);
+  assert.equal(flags.get("--unstable-vsock"), "");
+  assert.deepEqual(flags.get("--allow-write"), ["/run", "/run/fsfreeze-agent.pid"]);
+});
+
+Deno.test("compile --print-flags never renders a bare or all-permission flag", async () => {
+  for (const args of [[], ["--channel", "vsock"], ["--", "-m", "unix-listen", "-p", "/run/a"]]) {
+    const run = await runTool(["--print-flags", ...args]);
+    assert.equal(run.code, 0, run.stderr);
+    for (const flag of run.stdout.trim().split("\n")) {
+      assert.ok(
+        flag === "--no-prompt" || flag === "--unstable-vsock" || /^--allow-[a-z]+=./.test(flag),
+        `unexpected flag ${flag}`,
+      );
+    }
+  }
+});
+
+Deno.test("compile --print-flags reports a config the agent would reject, with exit 2", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/bad.conf`, "[general]\nfsfreeze-scope=relative/path\n");
+    const run = await runTool(["--print-flags", "--config", `${dir}/bad.conf`], {
+      readable: [dir],
+    });
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /fsfreeze-scope entries must be absolute paths/);
+  });
+});
+
+Deno.test("compile explains a config outside the checkout it may not read", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/site.conf`, SITE_CONFIG);
+    const run = await runTool(["--print-flags", "--config", `${dir}/site.conf`]);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /no permission to read .*site\.conf.*--allow-read=\.,/);
+  });
+});
+
+Deno.test("deno.json tasks grant no -A, --allow-all, and bare --allow-* only to the start launcher", async () => {
+  const config = JSON.parse(await Deno.readTextFile(`${REPO}/deno.json`));
+  const tasks = Object.entries(config.tasks as Record<string, string>);
+  assert.ok(tasks.length > 0);
+  for (const [name, command] of tasks) {
+    if (name === "test" || name === "bench") continue; // the harness, not the agent
+    for (const word of command.split(/\s+/)) {
+      assert.ok(word !== "-A" && word !== "--allow-all", `task ${name} uses ${word}`);
+      // The launcher is not the agent: it reads the config wherever -c/QGA_CONF point and runs
+      // the deno executable wherever it lives; the agent it starts gets the generated set.
+      const launcherNeeds = name === "start" && (word === "--allow-read" || word === "--allow-run");
+      assert.ok(
+        launcherNeeds || !/^--allow-[a-z]+$/.test(word),
+        `task ${name} grants bare ${word}`,
+      );
+    }
+  }
+});
+
+Deno.test("compile without DENORT_BIN and without network says what it needs", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/entry.ts`, "console.log('entry');\n");
+    const run = await runTool(
+      ["--entry", `${dir}/entry.ts`, "--output", `${dir}/dist`, "--target", "aarch64"],
+      {
+        readable: [dir],
+        writable: [dir],
+        // A fresh DENO_DIR holds no cached denort; the proxy refuses every download.
+        env: { DENO_DIR: `${dir}/deno_dir`, HTTPS_PROXY: REFUSING_PROXY },
+      },
+    );
+    assert.equal(run.code, 1, run.stdout + run.stderr);
+    assert.match(run.stderr, /building the binary needs the Deno runtime 'denort'/);
+    assert.match(run.stderr, /internet access/);
+    assert.match(run.stderr, /DENORT_BIN=\/path\/to\/denort/);
+    assert.match(run.stdout, /--allow-read=/); // the flags it used are printed first
+    assert.deepEqual([...Deno.readDirSync(`${dir}/dist`)].map((e) => e.name), []);
+  });
+});
+
+Deno.test("compile gives up on a download that hangs after --timeout seconds", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/entry.ts`, "console.log('entry');\n");
+    // A proxy that accepts connections and never answers.
+    using proxy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const held: Deno.Conn[] = [];
+    const accepting = (async () => {
+      try {
+        for await (const conn of proxy) held.push(conn);
+      } catch {
+        // listener closed
+      }
+    })();
+    try {
+      const run = await runTool(
+        ["--entry", `${dir}/entry.ts`, "--output", `${dir}/dist`, "--target", "x86_64"].concat(
+          ["--timeout", "3"],
+        ),
+        {
+          readable: [dir],
+          writable: [dir],
+          env: {
+            DENO_DIR: `${dir}/deno_dir`,
+            HTTPS_PROXY: `http://127.0.0.1:${proxy.addr.port}`,
+          },
+        },
+      );
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      assert.match(run.stderr, /did not finish within 3 s/);
+      assert.match(run.stderr, /DENORT_BIN=\/path\/to\/denort/);
+    } finally {
+      proxy.close();
+      await accepting;
+      for (const conn of held) conn.close();
+    }
+  });
+});
+
+Deno.test("compile honours DENORT_BIN and records the build next to the binary", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/entry.ts`, "console.log('entry');\n");
+    // Any executable of the host's architecture serves as the base binary; the point is that
+    // nothing is downloaded (the proxy refuses) and the tool's plumbing is right.
+    const run = await runTool(
+      ["--entry", `${dir}/entry.ts`, "--output", `${dir}/dist`, "--channel", "vsock"],
+      {
+        readable: [dir, Deno.execPath()],
+        writable: [dir],
+        env: {
+          DENO_DIR: `${dir}/deno_dir`,
+          HTTPS_PROXY: REFUSING_PROXY,
+          DENORT_BIN: Deno.execPath(),
+        },
+      },
+    );
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    // Only DENORT_BIN's architecture is built when no --target is given.
+    const names = [...Deno.readDirSync(`${dir}/dist`)].map((e) => e.name).sort();
+    const binary = `fsfreeze-agent-${HOST_ARCH}`;
+    assert.deepEqual(names, [binary, `${binary}.build.json`]);
+    assert.equal((await Deno.stat(`${dir}/dist/${binary}`)).mode! & 0o111, 0o111);
+    const record = JSON.parse(await Deno.readTextFile(`${dir}/dist/${binary}.build.json`));
+    const printed = await runTool(["--print-flags", "--channel", "vsock"]);
+    assert.equal(record.installPath, DEFAULT_INSTALL_PATH);
+    assert.equal(record.channel, "vsock");
+    assert.deepEqual(record.agentArgs, UNIT_ARGS.vsock);
+    assert.equal(record.configSha256, null);
+    assert.deepEqual(record.flags, printed.stdout.trim().split("\n"));
+  });
+});
+
+Deno.test("compile refuses a DENORT_BIN of another architecture before compiling", async () => {
+  const other: Arch = HOST_ARCH === "x86_64" ? "aarch64" : "x86_64";
+  const run = await runTool(["--target", other, "--output", "/nonexistent/dist"], {
+    readable: [Deno.execPath()],
+    env: { DENORT_BIN: Deno.execPath() },
+  });
+  assert.equal(run.code, 2, run.stdout + run.stderr);
+  assert.match(run.stderr, new RegExp(`is ${HOST_ARCH}, not ${other}`));
+});
+
+Deno.test("elfArch() names x86_64 and aarch64 from the ELF header and rejects the rest", () => {
+  const header = (machine: number): Uint8Array => {
+    const bytes = new Uint8Array(20);
+    bytes.set([0x7f, 0x45, 0x4c, 0x46]);
+    new DataView(bytes.buffer).setUint16(18, machine, true);
+    return bytes;
+  };
+  assert.equal(elfArch(header(62)), "x86_64");
+  assert.equal(elfArch(header(183)), "aarch64");
+  assert.equal(elfArch(header(40)), "an ELF executable for machine 40");
+  assert.equal(
+    elfArch(new TextEncoder().encode("#!/bin/sh\necho not elf\n")),
+    "not an ELF executable",
+  );
+});
+
+Deno.test("chooseTargets() builds all, or only a lone DENORT_BIN's architecture", () => {
+  const archOf = (): Arch => "aarch64";
+  assert.deepEqual(chooseTargets(undefined, {}, archOf), ["x86_64", "aarch64"]);
+  assert.deepEqual(chooseTargets(undefined, { DENORT_BIN: "/d" }, archOf), ["aarch64"]);
+  assert.deepEqual(chooseTargets(["x86_64"], { DENORT_BIN: "/d" }, archOf), ["x86_64"]);
+  const both = { DENORT_BIN: "/d", DENORT_BIN_X86_64: "/x" };
+  assert.deepEqual(chooseTargets(undefined, both, archOf), ["x86_64", "aarch64"]);
+});
+
+Deno.test("parseCompileArgs() keeps arguments after -- for the agent and checks its own", () => {
+  const options = parseCompileArgs(["--target", "all", "--", "-m", "unix-listen", "--", "x"]);
+  assert.deepEqual(options.agentArgs, ["-m", "unix-listen", "--", "x"]);
+  assert.deepEqual(options.targets, ["x86_64", "aarch64"]);
+  assert.equal(parseCompileArgs([]).agentArgs, undefined);
+  assert.throws(() => parseCompileArgs(["--install-path", "sbin/x"]), /must be absolute/);
+  assert.throws(() => parseCompileArgs(["--channel", "tcp"]), /serial or vsock/);
+  assert.throws(() => parseCompileArgs(["--target", "riscv64"]), /x86_64, aarch64 or all/);
+  assert.throws(() => parseCompileArgs(["--timeout", "0"]), /positive number/);
+});
