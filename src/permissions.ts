@@ -31,6 +31,19 @@ export interface PermissionOptions {
    * executable for `deno run` (with `main.ts` as its script).
    */
   selfExecutable: string;
+  /**
+   * Under `deno run` only: the agent's source directory, which its Workers load their modules
+   * from (a compiled binary carries its modules inside and needs no read permission for them).
+   */
+  sourceDir?: string;
+}
+
+/** The options for running `main.ts` from this checkout with the `deno` executable running now. */
+export function denoRunOptions(): PermissionOptions {
+  return {
+    selfExecutable: Deno.execPath(),
+    sourceDir: new URL(".", import.meta.url).pathname.replace(/\/$/, ""),
+  };
 }
 
 /** Environment variables the agent reads. */
@@ -55,6 +68,7 @@ export function permissionSet(config: Config, options: PermissionOptions): Permi
   ]);
   const write = new Set<string>([config.statedir]);
   const run = new Set<string>([options.selfExecutable]);
+  if (options.sourceDir !== undefined) read.add(options.sourceDir);
   const net: string[] = [];
   if (config.fsfreezeHook !== undefined) {
     read.add(config.fsfreezeHook); // stat() for the ownership check

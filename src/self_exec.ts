@@ -7,7 +7,7 @@
  */
 
 import type { Config } from "./config/mod.ts";
-import { agentFlags } from "./permissions.ts";
+import { agentFlags, denoRunOptions } from "./permissions.ts";
 
 /** The program and leading arguments that start this agent again. */
 export interface SelfCommand {
@@ -20,6 +20,6 @@ export function selfCommand(config: Config, args: readonly string[]): SelfComman
   const executable = Deno.execPath();
   if (Deno.build.standalone) return { command: executable, args: [...args] };
   const main = new URL("../main.ts", import.meta.url).pathname;
-  const flags = agentFlags(config, { selfExecutable: executable });
+  const flags = agentFlags(config, denoRunOptions());
   return { command: executable, args: ["run", ...flags, main, ...args] };
 }

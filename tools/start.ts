@@ -8,7 +8,7 @@
 
 import { isLocalCommand } from "../src/cli.ts";
 import { parseConfig, type ParseResult } from "../src/config/mod.ts";
-import { agentFlags } from "../src/permissions.ts";
+import { agentFlags, denoRunOptions } from "../src/permissions.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -32,7 +32,7 @@ export function flagsFor(argv: readonly string[], env: { QGA_CONF?: string }): s
     return ["--no-prompt", "--allow-env=QGA_CONF"];
   }
   if (parsed.action === "run" || parsed.action === "dump") {
-    return agentFlags(parsed.config, { selfExecutable: Deno.execPath() });
+    return agentFlags(parsed.config, denoRunOptions());
   }
   return ["--no-prompt", "--allow-env=QGA_CONF", "--allow-read"];
 }

@@ -11,12 +11,18 @@ import { genericError } from "../errors.ts";
 import type { AgentLogger } from "../log.ts";
 import { kill, Signal } from "../linux/libc.ts";
 import { emptyReport, runPhase, thawClaimed } from "./cycle.ts";
-import { freezeMounts, type FreezeOutcome, thawMounts } from "./freezer.ts";
+import {
+  closeFreezer,
+  freezeMounts,
+  type FreezeOutcome,
+  prepareFreezer,
+  thawMounts,
+} from "./freezer.ts";
 import {
   type CycleReport,
   loadReport,
+  micros,
   type MountReport,
-  round,
   saveReport,
   type ThawedBy,
 } from "./report.ts";
@@ -152,7 +158,11 @@ export class FreezeController {
     }
     this.#recordState(state);
     if (deadline !== null) this.#startWatchdog(state);
+    // Start the freeze Workers now, so their start-up overlaps the freeze hook.
+    const warm = selection.mounts.length > 1 ? prepareFreezer().catch(() => {}) : undefined;
 
+    // The application stalls from the freeze hook's start (or the first FIFREEZE) until thaw.
+    const hookStartedAt = Date.now();
     if (state.hook !== null) {
       const phase = await runPhase(config, state.hook, "freeze", deadline, log);
       report.hooks.push(phase.report);
@@ -167,9 +177,10 @@ export class FreezeController {
       throw genericError(error);
     }
 
+    await warm;
     this.#enterFrozen();
     const outcomes = await this.#freezeOrRollBack(selection.waves, report);
-    report.freezeWindowMs = round(Date.now() - startedAt);
+    report.freezeWindowUs = micros(Date.now() - hookStartedAt);
     report.mounts.push(...outcomes.map((o) => mountReport(o, selection.mounts)));
     const frozen = outcomes.filter((o) => o.status === "frozen");
     report.frozenCount = frozen.length;
@@ -196,7 +207,10 @@ export class FreezeController {
     }
     report.state = "frozen";
     this.#narrowState(state, frozen.map((o) => o.mountPoint), report);
-    log.info("filesystems frozen", { count: frozen.length, windowMs: report.freezeWindowMs });
+    log.info("filesystems frozen", {
+      count: frozen.length,
+      windowMs: (report.freezeWindowUs ?? 0) / 1000,
+    });
     return frozen.length;
   }
 
@@ -239,6 +253,7 @@ export class FreezeController {
       await this.thaw("signal");
     }
     this.#stopPoll();
+    closeFreezer();
   }
 
   #select(mountpoints?: readonly string[]): ReturnType<typeof selectMounts> {
@@ -384,7 +399,7 @@ function mountReport(
   const base = {
     mountPoint: outcome.mountPoint,
     ...(fsType ? { fsType } : {}),
-    freezeMs: round(outcome.durationMs),
+    freezeUs: micros(outcome.durationMs),
   };
   switch (outcome.status) {
     case "frozen":
@@ -409,7 +424,7 @@ function mountReport(
 }
 
 function logOutcome(log: AgentLogger, outcome: FreezeOutcome): void {
-  const fields = { mount: outcome.mountPoint, ms: round(outcome.durationMs) };
+  const fields = { mount: outcome.mountPoint, ms: outcome.durationMs.toFixed(3) };
   if (outcome.status === "frozen") log.debug("frozen", fields);
   else log.info(`freeze ${outcome.status}`, { ...fields, code: outcome.code });
 }

@@ -16,7 +16,7 @@ import {
   hookReport,
   hookStartFailure,
   loadReport,
-  round,
+  micros,
   saveReport,
   type ThawedBy,
 } from "./report.ts";
@@ -53,7 +53,7 @@ export async function runPhase(
       hook,
       phase,
       exit: result.exitCode ?? result.signal ?? "?",
-      ms: report.durationMs,
+      ms: (report.durationUs / 1000).toFixed(3),
     };
     if (failure === undefined) log.info("fsfreeze hook done", fields);
     else log.warn("fsfreeze hook failed", { ...fields, error: failure });
@@ -66,13 +66,17 @@ export async function runPhase(
   }
 }
 
+/** The hook is told to finish this long before the agent kills it, so it can clean up itself. */
+const HOOK_DEADLINE_MARGIN_MS = 3000;
+
 function hookEnvironment(
   startedAt: number,
   timeoutMs: number,
   thawDeadline: number | null,
 ): Record<string, string> {
   const env: Record<string, string> = {};
-  const hookDeadline = timeoutMs > 0 ? startedAt + timeoutMs : thawDeadline;
+  const margin = timeoutMs > 2 * HOOK_DEADLINE_MARGIN_MS ? HOOK_DEADLINE_MARGIN_MS : 0;
+  const hookDeadline = timeoutMs > 0 ? startedAt + timeoutMs - margin : thawDeadline;
   if (hookDeadline !== null) env.FSFREEZE_HOOK_DEADLINE = String(Math.floor(hookDeadline / 1000));
   if (thawDeadline !== null) env.FSFREEZE_THAW_DEADLINE = String(Math.floor(thawDeadline / 1000));
   return env;
@@ -118,7 +122,7 @@ export async function thawClaimed(
       by,
       at: new Date().toISOString(),
       count,
-      durationMs: round(performance.now() - started),
+      durationUs: micros(performance.now() - started),
       ...(hook?.failure ? { warning: `thaw hook failed: ${hook.failure}` } : {}),
     },
   };
@@ -137,7 +141,7 @@ function mergeThaw(report: CycleReport, outcomes: readonly ThawOutcome[]): Cycle
       mounts.push(entry);
     }
     entry.thawed = outcome.thawed;
-    entry.thawMs = round(outcome.durationMs);
+    entry.thawUs = micros(outcome.durationMs);
   }
   return mounts;
 }

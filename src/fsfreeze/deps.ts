@@ -11,7 +11,7 @@
  * @module
  */
 
-import { major, minor } from "../linux/libc.ts";
+import { major, minor, readDir, readTextFileRaw, realpath, stat } from "../linux/libc.ts";
 import type { DeviceNumber, MountEntry } from "./mountinfo.ts";
 
 /** A block device as sysfs names it: `"major:minor"`. */
@@ -37,6 +37,10 @@ export function deviceId(device: DeviceNumber): DeviceId {
 /**
  * The real topology, read from sysfs (`/sys/dev/block/M:m/{loop/backing_file,slaves,partition}`)
  * and `stat()`. Errors read as "unknown". `sysDevBlock` points elsewhere only in tests.
+ *
+ * Everything goes through libc: Deno refuses its own fs APIs under /sys to anything but
+ * `--allow-all`, and a loop device's backing file may lie outside the agent's read permission
+ * (only its device number is wanted, never its contents).
  */
 export function sysfsTopology(sysDevBlock = "/sys/dev/block"): BlockTopology {
   return {
@@ -49,7 +53,7 @@ export function sysfsTopology(sysDevBlock = "/sys/dev/block"): BlockTopology {
       const directory = `${sysDevBlock}/${device}/slaves`;
       const slaves: DeviceId[] = [];
       try {
-        for (const entry of Deno.readDirSync(directory)) {
+        for (const entry of readDir(directory)) {
           // Each entry links to the slave's own sysfs directory, whose `dev` names it.
           const id = readOrUndefined(`${directory}/${entry.name}/dev`)?.trim();
           if (id) slaves.push(id);
@@ -64,7 +68,7 @@ export function sysfsTopology(sysDevBlock = "/sys/dev/block"): BlockTopology {
       if (readOrUndefined(`${path}/partition`) === undefined) return undefined;
       try {
         // A partition's sysfs directory sits inside its disk's directory.
-        const real = Deno.realPathSync(path);
+        const real = realpath(path);
         return readOrUndefined(`${real.slice(0, real.lastIndexOf("/"))}/dev`)?.trim();
       } catch {
         return undefined;
@@ -72,10 +76,10 @@ export function sysfsTopology(sysDevBlock = "/sys/dev/block"): BlockTopology {
     },
     fileDevice(path) {
       try {
-        const { dev } = Deno.statSync(path);
+        const { dev } = stat(path);
         return `${major(dev)}:${minor(dev)}`;
       } catch {
-        return undefined; // deleted backing file, or outside our read permission
+        return undefined; // a deleted backing file
       }
     },
   };
@@ -83,7 +87,7 @@ export function sysfsTopology(sysDevBlock = "/sys/dev/block"): BlockTopology {
 
 function readOrUndefined(path: string): string | undefined {
   try {
-    return Deno.readTextFileSync(path);
+    return readTextFileRaw(path);
   } catch {
     return undefined;
   }

@@ -7,7 +7,8 @@
  * @module
  */
 
-import { major, minor } from "../linux/libc.ts";
+import { major, minor, readTextFileRaw, stat } from "../linux/libc.ts";
+import { fileType } from "../linux/structs.ts";
 
 /** A block device number. */
 export interface DeviceNumber {
@@ -87,21 +88,25 @@ export function parseMountinfo(text: string): MountEntry[] {
 }
 
 /**
- * Reads and parses `/proc/self/mountinfo`.
- * @throws {Deno.errors.NotFound | Deno.errors.PermissionDenied} when it cannot be read
+ * Reads and parses `/proc/self/mountinfo`, through libc: Deno refuses its own fs APIs under /proc
+ * to anything but `--allow-all`.
+ * @throws {SyscallError} when it cannot be read
  */
 export function readMountinfo(): MountEntry[] {
-  return parseMountinfo(Deno.readTextFileSync(MOUNTINFO_PATH));
+  return parseMountinfo(readTextFileRaw(MOUNTINFO_PATH));
 }
 
-/** The real {@link StatBlockDevice}: `stat()` and `S_ISBLK`, as qemu-ga's `dev_major_minor`. */
+/**
+ * The real {@link StatBlockDevice}: `stat()` and `S_ISBLK`, as qemu-ga's `dev_major_minor`
+ * (through libc: Deno refuses `Deno.statSync` under /dev to anything but `--allow-all`).
+ */
 export function statBlockDevice(path: string): DeviceNumber | undefined {
   try {
-    const info = Deno.statSync(path);
-    if (!info.isBlockDevice || info.rdev === null) return undefined;
+    const info = stat(path);
+    if (fileType(info.mode) !== "block-device") return undefined;
     return { major: major(info.rdev), minor: minor(info.rdev) };
   } catch {
-    return undefined; // not a path (e.g. "none"), vanished, or not readable: not a candidate
+    return undefined; // not a path (e.g. "none") or vanished: not a candidate
   }
 }
 

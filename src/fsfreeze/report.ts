@@ -28,7 +28,7 @@ export interface HookReport {
   signal: string | null;
   timedOut: boolean;
   startedAt: string;
-  durationMs: number;
+  durationUs: number;
   /** The last lines of its output. */
   outputTail: string;
   /** Set when the hook could not be started (failed safety check, missing file). */
@@ -44,9 +44,9 @@ export interface MountReport {
   reason?: string;
   errno?: number;
   code?: string;
-  freezeMs?: number;
+  freezeUs?: number;
   thawed?: boolean;
-  thawMs?: number;
+  thawUs?: number;
 }
 
 /** The thaw that ended the cycle. */
@@ -55,7 +55,7 @@ export interface ThawReport {
   at: string;
   /** Filesystems FITHAW thawed. */
   count: number;
-  durationMs: number;
+  durationUs: number;
   /** Set when thawing found problems (e.g. a failed thaw hook). */
   warning?: string;
 }
@@ -72,7 +72,7 @@ export interface CycleReport {
   /** Epoch-based auto-thaw deadline, if any. */
   deadline: string | null;
   /** From the freeze hook's start to the last FIFREEZE done (the application stall). */
-  freezeWindowMs?: number;
+  freezeWindowUs?: number;
   error?: string;
   hooks: HookReport[];
   mounts: MountReport[];
@@ -97,7 +97,7 @@ export function hookReport(result: HookResult): HookReport {
     signal: result.signal,
     timedOut: result.timedOut,
     startedAt: new Date(result.startedAt).toISOString(),
-    durationMs: round(result.durationMs),
+    durationUs: micros(result.durationMs),
     outputTail: outputTail(result.output),
   };
 }
@@ -116,15 +116,19 @@ export function hookStartFailure(
     signal: null,
     timedOut: false,
     startedAt: new Date(startedAt).toISOString(),
-    durationMs: round(Date.now() - startedAt),
+    durationUs: micros(Date.now() - startedAt),
     outputTail: "",
     error,
   };
 }
 
-/** Milliseconds to three decimals. */
-export function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
+/** Milliseconds as whole microseconds (report durations are integers: exact on the wire). */
+export function micros(ms: number): number {
+  return Math.round(ms * 1000);
+}
+
+function ms(us: number): string {
+  return (us / 1000).toFixed(3);
 }
 
 /** Saves the report (call only when nothing is frozen). */
@@ -146,7 +150,7 @@ export function renderReport(report: CycleReport): string {
   const lines = [
     `cycle ${report.cycle}: ${report.state} (${report.command}, started ${report.startedAt})`,
     `  frozen: ${report.frozenCount}` +
-    (report.freezeWindowMs === undefined ? "" : `, freeze window ${report.freezeWindowMs} ms`) +
+    (report.freezeWindowUs === undefined ? "" : `, freeze window ${ms(report.freezeWindowUs)} ms`) +
     (report.deadline ? `, auto-thaw at ${report.deadline}` : ""),
   ];
   if (report.error) lines.push(`  error: ${report.error}`);
@@ -157,7 +161,7 @@ export function renderReport(report: CycleReport): string {
         : hook.signal
         ? `killed by ${hook.signal}`
         : `exit ${hook.exitCode}`);
-    lines.push(`  hook ${hook.phase} ${hook.path}: ${outcome} in ${hook.durationMs} ms`);
+    lines.push(`  hook ${hook.phase} ${hook.path}: ${outcome} in ${ms(hook.durationUs)} ms`);
     for (const line of hook.outputTail.split("\n").filter((l) => l !== "")) {
       lines.push(`    | ${line}`);
     }
@@ -166,15 +170,15 @@ export function renderReport(report: CycleReport): string {
     const detail = [
       mount.reason,
       mount.code,
-      mount.freezeMs === undefined ? undefined : `freeze ${mount.freezeMs} ms`,
-      mount.thawMs === undefined ? undefined : `thaw ${mount.thawMs} ms`,
+      mount.freezeUs === undefined ? undefined : `freeze ${ms(mount.freezeUs)} ms`,
+      mount.thawUs === undefined ? undefined : `thaw ${ms(mount.thawUs)} ms`,
     ].filter((part) => part !== undefined).join(", ");
     lines.push(`  mount ${mount.mountPoint}: ${mount.status}${detail ? ` (${detail})` : ""}`);
   }
   if (report.thaw) {
     lines.push(
       `  thawed by ${report.thaw.by} at ${report.thaw.at}: ${report.thaw.count} filesystems in ` +
-        `${report.thaw.durationMs} ms${report.thaw.warning ? ` (${report.thaw.warning})` : ""}`,
+        `${ms(report.thaw.durationUs)} ms${report.thaw.warning ? ` (${report.thaw.warning})` : ""}`,
     );
   }
   return lines.join("\n") + "\n";

@@ -9,8 +9,17 @@
  * @module
  */
 
-import { SyscallError } from "./errno.ts";
+import { Errno, errnoNumber, SyscallError } from "./errno.ts";
 import { FIFREEZE, FIONREAD, FITHAW } from "./ioctl.ts";
+import {
+  DIRENT_RECLEN_OFFSET,
+  type DirEntry,
+  type FileStat,
+  readDirent,
+  readStatx,
+  STATX_BASIC_STATS,
+  STATX_SIZE,
+} from "./structs.ts";
 
 export { SyscallError };
 
@@ -35,6 +44,33 @@ const SYMBOLS = {
   tcflush: { parameters: ["i32", "i32"], result: "i32" },
   /** int *__errno_location(void);  glibc */
   __errno_location: { parameters: [], result: "pointer" },
+  /**
+   * void *memcpy(void *dest, const void *src, size_t n);  one alias per direction. Reading C
+   * memory with Deno.UnsafePointerView needs unrestricted --allow-ffi; memcpy into a buffer we own
+   * only needs the (path-restricted) permission to call libc.
+   */
+  memcpy_in: { name: "memcpy", parameters: ["buffer", "pointer", "usize"], result: "pointer" },
+  memcpy_out: { name: "memcpy", parameters: ["pointer", "buffer", "usize"], result: "pointer" },
+  /** ssize_t read(int fd, void *buf, size_t count); */
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  /** int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *buf); */
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
+  /** ssize_t readlink(const char *path, char *buf, size_t size);  no NUL appended */
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  /** char *realpath(const char *path, char *resolved);  resolved: PATH_MAX bytes */
+  realpath: { parameters: ["buffer", "buffer"], result: "pointer" },
+  /** DIR *opendir(const char *name); */
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  /** struct dirent *readdir(DIR *dir);  NULL at the end (errno untouched) or on error */
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  /** int closedir(DIR *dir); */
+  closedir: { parameters: ["pointer"], result: "i32" },
+  /** ssize_t write(int fd, const void *buf, size_t count); */
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  /** int poll(struct pollfd *fds, nfds_t nfds, int timeout); */
+  poll: { parameters: ["buffer", "usize", "i32"], result: "i32" },
+  /** int eventfd(unsigned int initval, int flags); */
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Where libc is looked for, in order (Debian/Ubuntu multiarch, then RPM-style layouts). */
@@ -75,10 +111,19 @@ export function loadLibc(): Libc {
   throw new LibcLoadError(`cannot load libc; tried:\n  ${failures.join("\n  ")}`);
 }
 
+const errnoBuffer = new Int32Array(1);
+const errnoBytes = new Uint8Array(errnoBuffer.buffer);
+
 function lastErrno(): number {
   const pointer = loadLibc().__errno_location();
   if (pointer === null) return 0;
-  return new Deno.UnsafePointerView(pointer).getInt32();
+  loadLibc().memcpy_in(errnoBytes, pointer, 4n);
+  return errnoBuffer[0]!;
+}
+
+/** Copies `bytes.length` bytes of C memory at `pointer` into `bytes`. */
+function copyFromPointer(pointer: Deno.PointerObject, bytes: Uint8Array<ArrayBuffer>): void {
+  loadLibc().memcpy_in(bytes, pointer, BigInt(bytes.length));
 }
 
 const encoder = new TextEncoder();
@@ -200,3 +245,244 @@ export function minor(dev: number): number {
 
 /** Signal numbers (identical on x86_64 and aarch64 Linux). */
 export const Signal = { SIGKILL: 9, SIGTERM: 15 } as const;
+
+// Files under /proc, /sys and /dev. Deno (2.9) refuses its fs APIs (read, stat, readLink,
+// readDir, realPath) on any path there unless run with --allow-all, whatever --allow-read grants
+// (denoland/deno#27564, #27980), so the agent reads the mount table and the block-device topology
+// through these wrappers. They bypass Deno's read permission: use them only for those paths and
+// for metadata (a loop device's backing file), never to read what the freeze scope guards.
+
+export type { DirEntry, FileStat };
+
+/** `AT_FDCWD`: resolve a relative path from the current directory. */
+const AT_FDCWD = -100;
+/** `AT_SYMLINK_NOFOLLOW`: lstat rather than stat. */
+const AT_SYMLINK_NOFOLLOW = 0x100;
+/** `PATH_MAX` (<linux/limits.h>): the longest path, with its NUL, that the kernel resolves. */
+const PATH_MAX = 4096;
+const READ_CHUNK_BYTES = 64 * 1024;
+/** What {@link readSmallFile} reads at most unless told otherwise. */
+export const READ_SMALL_FILE_LIMIT = 16 * 1024 * 1024;
+
+/** Options of {@link readSmallFile}. */
+export interface ReadSmallFileOptions {
+  /** Fail with a RangeError beyond this many bytes. @default READ_SMALL_FILE_LIMIT */
+  maxBytes?: number;
+}
+
+/** read(2) into `buffer`, retried on EINTR; 0 at end of file. */
+function readChunk(fd: number, buffer: Uint8Array<ArrayBuffer>, path: string): number {
+  for (;;) {
+    const count = Number(loadLibc().read(fd, buffer, BigInt(buffer.byteLength)));
+    if (count !== -1) return count;
+    const errno = lastErrno();
+    if (errno !== Errno.EINTR) throw new SyscallError("read", errno, path);
+  }
+}
+
+/**
+ * Reads a whole file with open/read/close until read(2) returns 0 (procfs and sysfs files report
+ * size 0, so the size is never trusted).
+ * @throws {SyscallError} when it cannot be opened or read
+ * @throws {RangeError} when it is longer than `maxBytes`
+ */
+export function readSmallFile(path: string, options: ReadSmallFileOptions = {}): Uint8Array {
+  const maxBytes = options.maxBytes ?? READ_SMALL_FILE_LIMIT;
+  const fd = open(path, O_RDONLY);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    const buffer = new Uint8Array(READ_CHUNK_BYTES);
+    for (let count = readChunk(fd, buffer, path); count > 0; count = readChunk(fd, buffer, path)) {
+      total += count;
+      if (total > maxBytes) throw new RangeError(`"${path}" is larger than ${maxBytes} bytes`);
+      chunks.push(buffer.slice(0, count));
+    }
+  } finally {
+    close(fd);
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
+
+/**
+ * {@link readSmallFile} decoded as UTF-8 (invalid bytes become U+FFFD, as `Deno.readTextFile`).
+ * @throws {SyscallError} when it cannot be opened or read
+ * @throws {RangeError} when it is longer than `maxBytes`
+ */
+export function readTextFileRaw(path: string, options: ReadSmallFileOptions = {}): string {
+  return new TextDecoder().decode(readSmallFile(path, options));
+}
+
+function statxAt(syscall: string, path: string, flags: number): FileStat {
+  const buffer = new Uint8Array(STATX_SIZE);
+  if (loadLibc().statx(AT_FDCWD, cString(path), flags, STATX_BASIC_STATS, buffer) === -1) {
+    throw new SyscallError(syscall, lastErrno(), path);
+  }
+  return readStatx(buffer);
+}
+
+/**
+ * stat(2) (through statx(2), see structs.ts): follows symbolic links.
+ * @throws {SyscallError} ENOENT if there is no such file
+ */
+export function stat(path: string): FileStat {
+  return statxAt("stat", path, 0);
+}
+
+/**
+ * lstat(2) (through statx(2)): a symbolic link describes itself.
+ * @throws {SyscallError} ENOENT if there is no such file
+ */
+export function lstat(path: string): FileStat {
+  return statxAt("lstat", path, AT_SYMLINK_NOFOLLOW);
+}
+
+/** The text before the first NUL of `bytes`, as UTF-8. */
+function cStringAt(bytes: Uint8Array, length = bytes.indexOf(0)): string {
+  return new TextDecoder().decode(bytes.subarray(0, length < 0 ? bytes.byteLength : length));
+}
+
+/**
+ * readlink(2): the target of a symbolic link, as stored.
+ * @throws {SyscallError} EINVAL if `path` is not a symbolic link
+ */
+export function readlink(path: string): string {
+  const buffer = new Uint8Array(PATH_MAX + 1);
+  const length = Number(loadLibc().readlink(cString(path), buffer, BigInt(buffer.byteLength)));
+  if (length === -1) throw new SyscallError("readlink", lastErrno(), path);
+  // No kernel path is longer than PATH_MAX; a full buffer would mean a truncated answer.
+  if (length > PATH_MAX) throw new SyscallError("readlink", errnoNumber("ENAMETOOLONG"), path);
+  return cStringAt(buffer, length);
+}
+
+/**
+ * realpath(3): the absolute path with every symbolic link, `.` and `..` resolved.
+ * @throws {SyscallError} ENOENT if a component does not exist
+ */
+export function realpath(path: string): string {
+  const buffer = new Uint8Array(PATH_MAX);
+  if (loadLibc().realpath(cString(path), buffer) === null) {
+    throw new SyscallError("realpath", lastErrno(), path);
+  }
+  return cStringAt(buffer);
+}
+
+/** Sets errno to 0, to tell readdir's end of directory from its failure. */
+function clearErrno(): void {
+  const pointer = loadLibc().__errno_location();
+  if (pointer !== null) loadLibc().memcpy_out(pointer, new Uint8Array(4), 4n);
+}
+
+/**
+ * opendir(3)/readdir(3)/closedir(3): the entries of a directory, without `.` and `..`, in the
+ * order the filesystem returns them.
+ * @throws {SyscallError} ENOTDIR if `path` is not a directory
+ */
+export function readDir(path: string): DirEntry[] {
+  const directory = loadLibc().opendir(cString(path));
+  if (directory === null) throw new SyscallError("opendir", lastErrno(), path);
+  const entries: DirEntry[] = [];
+  try {
+    for (;;) {
+      clearErrno();
+      const record = loadLibc().readdir(directory);
+      if (record === null) {
+        const errno = lastErrno();
+        if (errno !== 0) throw new SyscallError("readdir", errno, path);
+        return entries;
+      }
+      const header = new Uint8Array(DIRENT_RECLEN_OFFSET + 2);
+      copyFromPointer(record, header);
+      const recordLength = new DataView(header.buffer).getUint16(DIRENT_RECLEN_OFFSET, true);
+      const bytes = new Uint8Array(recordLength);
+      copyFromPointer(record, bytes);
+      const entry = readDirent(bytes);
+      if (entry.name !== "." && entry.name !== "..") entries.push(entry);
+    }
+  } finally {
+    loadLibc().closedir(directory);
+  }
+}
+
+// Channel I/O on raw descriptors: Deno.open is refused under /dev as well (see above), so the
+// serial transports (src/transport/device.ts) open, poll, read and write their device through
+// these. Nothing is retried here: EAGAIN and EINTR are thrown like any errno; the caller decides.
+
+/** poll(2) event bits (<asm-generic/poll.h>). */
+export const Poll = {
+  POLLIN: 0x1,
+  POLLOUT: 0x4,
+  POLLERR: 0x8,
+  POLLHUP: 0x10,
+  POLLNVAL: 0x20,
+} as const;
+
+/** One entry of poll(2)'s array. */
+export interface PollFd {
+  fd: number;
+  /** The {@link Poll} bits to wait for. */
+  events: number;
+  /** Set by {@link poll}: the bits that occurred (POLLERR, POLLHUP, POLLNVAL come unasked). */
+  revents: number;
+}
+
+/** `struct pollfd { int fd; short events; short revents; }`: 8 bytes, at offsets 0, 4, 6. */
+const POLLFD_SIZE = 8;
+
+/**
+ * poll(2): waits up to `timeoutMs` (-1: without limit) for the events of `fds` and sets each
+ * entry's `revents`. Returns how many entries have events, 0 on timeout.
+ * @throws {SyscallError} EINTR when a signal interrupted the wait
+ */
+export function poll(fds: PollFd[], timeoutMs: number): number {
+  const buffer = new Uint8Array(POLLFD_SIZE * fds.length);
+  const view = new DataView(buffer.buffer);
+  fds.forEach((entry, index) => {
+    view.setInt32(index * POLLFD_SIZE, entry.fd, true);
+    view.setInt16(index * POLLFD_SIZE + 4, entry.events, true);
+  });
+  const ready = loadLibc().poll(buffer, BigInt(fds.length), timeoutMs);
+  if (ready === -1) throw new SyscallError("poll", lastErrno());
+  fds.forEach((entry, index) => entry.revents = view.getUint16(index * POLLFD_SIZE + 6, true));
+  return ready;
+}
+
+/**
+ * read(2) into `buffer` (a view at any offset): the byte count, 0 at end of file.
+ * @throws {SyscallError} EAGAIN when a non-blocking descriptor has nothing to read
+ */
+export function read(fd: number, buffer: Uint8Array<ArrayBuffer>, path?: string): number {
+  const count = Number(loadLibc().read(fd, buffer, BigInt(buffer.byteLength)));
+  if (count === -1) throw new SyscallError("read", lastErrno(), path);
+  return count;
+}
+
+/**
+ * write(2) of `bytes` (a view at any offset): how many were written, possibly fewer.
+ * @throws {SyscallError} EAGAIN when a non-blocking descriptor cannot take any now
+ */
+export function write(fd: number, bytes: Uint8Array<ArrayBuffer>, path?: string): number {
+  const count = Number(loadLibc().write(fd, bytes, BigInt(bytes.byteLength)));
+  if (count === -1) throw new SyscallError("write", lastErrno(), path);
+  return count;
+}
+
+/** eventfd(2) flag: reads and writes never block (the value of `O_NONBLOCK`). */
+export const EFD_NONBLOCK = O_NONBLOCK;
+
+/**
+ * eventfd(2), always close-on-exec: a counter that poll(2) reports readable once it is non-zero
+ * (write 8 bytes to add, read 8 bytes to take and reset it).
+ * @throws {SyscallError}
+ */
+export function eventfd(flags: number): number {
+  const fd = loadLibc().eventfd(0, flags | O_CLOEXEC);
+  if (fd === -1) throw new SyscallError("eventfd", lastErrno());
+  return fd;
+}

@@ -10,7 +10,7 @@
  */
 
 import { parseConfig } from "../../src/config/mod.ts";
-import { agentFlags } from "../../src/permissions.ts";
+import { agentFlags, denoRunOptions } from "../../src/permissions.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -47,13 +47,17 @@ export class AgentProcess implements AsyncDisposable {
   #status: Promise<Deno.CommandStatus>;
   #exited = false;
 
+  #ownsDir: boolean;
+
   constructor(
     child: Deno.ChildProcess,
     dir: string,
     socketPath: string,
     statedir: string,
     argv: string[],
+    ownsDir: boolean,
   ) {
+    this.#ownsDir = ownsDir;
     this.child = child;
     this.dir = dir;
     this.socketPath = socketPath;
@@ -136,6 +140,8 @@ export class AgentProcess implements AsyncDisposable {
     }
     await this.#status;
     await withTimeout(this.#stderrDone, 2000, "stderr").catch(() => {});
+    // Removing the state dir also makes a watchdog left by a killed agent exit (it polls it).
+    if (this.#ownsDir) await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
 }
 
@@ -274,11 +280,12 @@ export function flagsForArgv(argv: readonly string[], env: { QGA_CONF?: string }
     }
   });
   if (parsed.action !== "run") throw new Error(`not an agent command line: ${argv.join(" ")}`);
-  return agentFlags(parsed.config, { selfExecutable: Deno.execPath() });
+  return agentFlags(parsed.config, denoRunOptions());
 }
 
 /** Starts the agent on a unix socket in a temp dir. */
 export async function spawnAgent(options: SpawnOptions = {}): Promise<AgentProcess> {
+  const ownsDir = options.dir === undefined;
   const dir = options.dir ?? await Deno.makeTempDir({ prefix: "agent_test_" });
   await Deno.mkdir(dir, { recursive: true });
   const statedir = options.statedir ?? `${dir}/state`;
@@ -303,7 +310,7 @@ export async function spawnAgent(options: SpawnOptions = {}): Promise<AgentProce
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const agent = new AgentProcess(child, dir, socketPath, statedir, argv);
+  const agent = new AgentProcess(child, dir, socketPath, statedir, argv, ownsDir);
   if (options.waitReady !== false && !options.customChannel) await waitForSocket(agent);
   return agent;
 }

@@ -8,6 +8,8 @@ import {
 } from "../../src/fsfreeze/deps.ts";
 import { type MountEntry, readMountinfo, selectFreezable } from "../../src/fsfreeze/mountinfo.ts";
 import { major, minor } from "../../src/linux/libc.ts";
+import { type Config, parseConfig } from "../../src/config/mod.ts";
+import { agentFlags } from "../../src/permissions.ts";
 import { assertNothingLeft, createLoopMounts, createNestedLoopMount } from "../_util/loopfs.ts";
 
 let nextId = 100;
@@ -209,6 +211,107 @@ Deno.test("freezeWaves() with real sysfs puts a nested loop mount before its hol
     const waves = names(freezeWaves(ours));
     const others = fixture.mounts.filter((m) => m !== nested.holder && m !== nested.mount);
     assert.deepEqual(waves, [[nested.mount, ...others.reverse()], [nested.holder]]);
+  }
+  await assertNothingLeft();
+});
+
+/** The child of the next test: the production readers, printing what they found as JSON. */
+function narrowPermissionScript(): string {
+  const src = (path: string): string => new URL(`../../src/${path}`, import.meta.url).href;
+  return `
+import { freezeWaves } from "${src("fsfreeze/deps.ts")}";
+import { readMountinfo, selectFreezable, statBlockDevice } from "${src("fsfreeze/mountinfo.ts")}";
+const [ext4Dir, btrfsDir, btrfsDevice] = Deno.args;
+const entries = readMountinfo();
+const candidates = selectFreezable(entries);
+const under = (dir) => (m) => m.mountPoint.startsWith(dir + "/");
+// Nothing is frozen here: the waves are only computed.
+console.log(JSON.stringify({
+  btrfsCandidates: candidates.filter(under(btrfsDir)).map((m) => [m.mountPoint, m.blockDevice]),
+  btrfsDevice: statBlockDevice(btrfsDevice) ?? null,
+  waves: freezeWaves(candidates.filter(under(ext4Dir)))
+    .map((wave) => wave.map((m) => m.mountPoint)),
+}));
+`;
+}
+
+async function runChild(
+  args: string[],
+): Promise<{ success: boolean; stdout: string; stderr: string }> {
+  const output = await new Deno.Command(Deno.execPath(), { args, stdin: "null" }).output();
+  const decoder = new TextDecoder();
+  return {
+    success: output.success,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+async function blockDeviceOf(path: string): Promise<{ major: number; minor: number }> {
+  const output = await new Deno.Command("stat", { args: ["-c", "%t %T", path] }).output();
+  const [hexMajor, hexMinor] = new TextDecoder().decode(output.stdout).trim().split(" ");
+  return { major: parseInt(hexMajor ?? "", 16), minor: parseInt(hexMinor ?? "", 16) };
+}
+
+Deno.test("readMountinfo(), statBlockDevice() and freezeWaves() work under the agent's own permission set", async () => {
+  {
+    await using ext4 = await createLoopMounts(1);
+    const nested = await createNestedLoopMount(ext4);
+    await using btrfs = await createLoopMounts(1, { fsType: "btrfs" });
+    const work = await Deno.makeTempDir({ prefix: "agent_test_" });
+    try {
+      const parsed = parseConfig(
+        [
+          "-m",
+          "unix-listen",
+          "-p",
+          `${work}/agent.sock`,
+          "-t",
+          `${work}/state`,
+          `--fsfreeze-scope=${ext4.dir},${btrfs.dir}`,
+        ],
+        {},
+        () => undefined,
+      );
+      assert.equal(parsed.action, "run");
+      const flags = agentFlags(
+        (parsed as { config: Config }).config,
+        { selfExecutable: Deno.execPath() },
+      );
+      assert.ok(!flags.includes("-A") && !flags.includes("--allow-all"));
+      // No extra --allow-read for the script or src/: `deno run` loads a script's static imports
+      // without asking for read permission (Workers would need it; this script starts none).
+      const script = `${work}/child.ts`;
+      await Deno.writeTextFile(script, narrowPermissionScript());
+
+      // Control: under these flags Deno's own fs API is refused /proc, so a pass below means the
+      // production code does not use it.
+      await Deno.writeTextFile(
+        `${work}/control.ts`,
+        `Deno.readTextFileSync("/proc/self/mountinfo");`,
+      );
+      const control = await runChild(["run", ...flags, `${work}/control.ts`]);
+      assert.equal(control.success, false);
+      assert.match(control.stderr, /NotCapable/);
+
+      const child = await runChild([
+        "run",
+        ...flags,
+        script,
+        ext4.dir,
+        btrfs.dir,
+        btrfs.devices[0] as string,
+      ]);
+      assert.ok(child.success, child.stderr);
+      const result = JSON.parse(child.stdout);
+      const btrfsDevice = await blockDeviceOf(btrfs.devices[0] as string);
+      assert.deepEqual(result.btrfsDevice, btrfsDevice);
+      assert.deepEqual(result.btrfsCandidates, [[btrfs.mounts[0], btrfsDevice]]);
+      // The loop mount stored on the holder is frozen first (real sysfs, real stat of the image).
+      assert.deepEqual(result.waves, [[nested.mount], [nested.holder]]);
+    } finally {
+      await Deno.remove(work, { recursive: true });
+    }
   }
   await assertNothingLeft();
 });

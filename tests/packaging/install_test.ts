@@ -133,7 +133,7 @@ function expectedSamples(): string[] {
     .map((entry) => entry.name)
     .concat("zz-extra.sh")
     .map((name) => name.endsWith(".sample") ? name : `${name}.sample`)
-    .sort();
+    .sort((a, b) => a.localeCompare(b)); // the same order as tree()
 }
 
 async function unitExecStart(path: string): Promise<string> {

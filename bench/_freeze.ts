@@ -1,0 +1,201 @@
+/**
+ * The freeze measurements of one agent run: `guest-fsfreeze-freeze-list` + `guest-fsfreeze-thaw`
+ * over fresh loop-mounted ext4 filesystems the bench created (tests/_util/loopfs.ts), first on
+ * freshly written, dirty filesystems (where the kernel's sync dominates), then in steady state.
+ * Each request is timed from its write to its reply.
+ *
+ * Safety (COMMON.md): only the bench's own loop mounts are ever named in a freeze; a watchdog
+ * process thaws them a few seconds after each arming whatever happens here; the bench itself
+ * writes to them only before the first freeze; mounts are thawed and removed in `finally`, after
+ * the agent has exited (qemu-ga's private mount namespace holds them until then).
+ *
+ * @module
+ */
+
+import { readMountinfo } from "../src/fsfreeze/mountinfo.ts";
+import { createLoopMounts } from "../tests/_util/loopfs.ts";
+import { BenchClient } from "./_client.ts";
+import { type AgentKind, firstPing, spawnAgent } from "./_procs.ts";
+import { median } from "./_stats.ts";
+
+const encoder = new TextEncoder();
+const THAW = encoder.encode(JSON.stringify({ execute: "guest-fsfreeze-thaw" }));
+const REPORT = encoder.encode(
+  JSON.stringify({ execute: "__io.github.fsfreeze-agent_guest-fsfreeze-report" }),
+);
+
+/** Knobs of {@link measureFreeze}. */
+export interface FreezeBenchOptions {
+  /** Data written (buffered, never synced) to each filesystem right before the first freeze. */
+  dirtyMiB: number;
+  /** Freeze+thaw cycles after the first one; their median is the steady state. */
+  steadyCycles: number;
+  /** Size of each (sparse) image. */
+  imageMiB: number;
+  /** Seconds after each arming until the loop fixtures' watchdog thaws everything. */
+  watchdogSeconds: number;
+}
+
+/** One freeze-list + thaw, as the host sees it. */
+export interface CycleTimes {
+  freezeMs: number;
+  thawMs: number;
+  totalMs: number;
+}
+
+/** Our agent's own account of a cycle (its report command). */
+export interface AgentAccount {
+  /** From the freeze hook's start (or the first FIFREEZE) to the last FIFREEZE done. */
+  freezeWindowMs: number;
+  /** Per-mount FIFREEZE time: the slowest, and the sum over mounts. */
+  mountFreezeMaxMs: number;
+  mountFreezeSumMs: number;
+  /** The thaw's own duration (FITHAWs and the thaw hook). */
+  thawMs: number;
+}
+
+/** One run's numbers. */
+export interface FreezeSample {
+  first: CycleTimes;
+  /** Median of each field over the steady cycles. */
+  steady: CycleTimes;
+  /** Our agent only. */
+  firstAccount?: AgentAccount;
+  steadyAccount?: AgentAccount;
+}
+
+/** Creates `count` fresh mounts, starts `kind` on them, measures, tears everything down. */
+export async function measureFreeze(
+  kind: AgentKind,
+  count: number,
+  hook: string | undefined,
+  dir: string,
+  options: FreezeBenchOptions,
+): Promise<FreezeSample> {
+  await using mounts = await createLoopMounts(count, {
+    sizeMiB: options.imageMiB,
+    watchdogSeconds: options.watchdogSeconds,
+  });
+  const hideMounts = kind === "qemu-ga" ? foreignMounts(mounts.mounts) : undefined;
+  await using agent = await spawnAgent(kind, {
+    dir,
+    scope: mounts.mounts,
+    ...(hook ? { hook } : {}),
+    ...(hideMounts ? { hideMounts } : {}),
+  });
+  const { client } = await firstPing(agent);
+  using _client = client;
+  const request = encoder.encode(
+    JSON.stringify({
+      execute: "guest-fsfreeze-freeze-list",
+      arguments: { mountpoints: mounts.mounts },
+    }),
+  );
+
+  await writeDirtyData(mounts.mounts, options.dirtyMiB);
+  await mounts.armWatchdog();
+  const first = await cycle(client, request, count);
+  const firstAccount = kind === "ours" ? await account(client) : undefined;
+
+  await mounts.armWatchdog();
+  const cycles: CycleTimes[] = [];
+  const accounts: AgentAccount[] = [];
+  for (let i = 0; i < options.steadyCycles; i++) {
+    cycles.push(await cycle(client, request, count));
+    if (kind === "ours") accounts.push(await account(client));
+  }
+  const sample: FreezeSample = { first, steady: medianCycle(cycles) };
+  if (firstAccount) sample.firstAccount = firstAccount;
+  if (accounts.length > 0) sample.steadyAccount = medianAccount(accounts);
+  return sample;
+}
+
+/** Freeze-list then thaw, each timed from the request's write to its reply. */
+async function cycle(
+  client: BenchClient,
+  freezeRequest: Uint8Array,
+  count: number,
+): Promise<CycleTimes> {
+  const started = performance.now();
+  await client.write(freezeRequest);
+  const frozenLine = await client.readLine();
+  const frozenAt = performance.now();
+  await client.write(THAW);
+  const thawedLine = await client.readLine();
+  const thawedAt = performance.now();
+  const frozen = JSON.parse(frozenLine).return;
+  const thawed = JSON.parse(thawedLine).return;
+  if (frozen !== count || thawed !== count) {
+    throw new Error(`expected ${count} frozen and thawed, got: ${frozenLine} / ${thawedLine}`);
+  }
+  const freezeMs = frozenAt - started;
+  const thawMs = thawedAt - frozenAt;
+  return { freezeMs, thawMs, totalMs: freezeMs + thawMs };
+}
+
+interface Report {
+  freezeWindowUs?: number;
+  mounts: { status: string; freezeUs?: number }[];
+  thaw?: { durationUs: number };
+}
+
+async function account(client: BenchClient): Promise<AgentAccount> {
+  await client.write(REPORT);
+  const report = JSON.parse(await client.readLine()).return as Report;
+  const mountUs = report.mounts.filter((m) => m.status === "frozen").map((m) => m.freezeUs ?? NaN);
+  return {
+    freezeWindowMs: (report.freezeWindowUs ?? NaN) / 1000,
+    mountFreezeMaxMs: Math.max(...mountUs) / 1000,
+    mountFreezeSumMs: mountUs.reduce((a, b) => a + b, 0) / 1000,
+    thawMs: (report.thaw?.durationUs ?? NaN) / 1000,
+  };
+}
+
+function medianCycle(cycles: readonly CycleTimes[]): CycleTimes {
+  return {
+    freezeMs: median(cycles.map((c) => c.freezeMs)),
+    thawMs: median(cycles.map((c) => c.thawMs)),
+    totalMs: median(cycles.map((c) => c.totalMs)),
+  };
+}
+
+function medianAccount(accounts: readonly AgentAccount[]): AgentAccount {
+  const of = (key: keyof AgentAccount): number => median(accounts.map((a) => a[key]));
+  return {
+    freezeWindowMs: of("freezeWindowMs"),
+    mountFreezeMaxMs: of("mountFreezeMaxMs"),
+    mountFreezeSumMs: of("mountFreezeSumMs"),
+    thawMs: of("thawMs"),
+  };
+}
+
+/**
+ * Buffered writes of `mib` MiB to a new file on each mount, never synced: the first FIFREEZE
+ * then has to write them out. Done before any freeze, by this process.
+ */
+async function writeDirtyData(mountPoints: readonly string[], mib: number): Promise<void> {
+  if (mib <= 0) return;
+  const block = new Uint8Array(1024 * 1024);
+  for (let i = 0; i < block.length; i++) block[i] = (i * 131 + 7) & 0xff; // not all zeros
+  for (const mountPoint of mountPoints) {
+    using file = await Deno.open(`${mountPoint}/dirty.bin`, { write: true, create: true });
+    for (let i = 0; i < mib; i++) {
+      for (let offset = 0; offset < block.length;) {
+        offset += await file.write(block.subarray(offset));
+      }
+    }
+  }
+}
+
+/**
+ * Mounts qemu-ga must not see (its thaw would thaw them): every loop-device or /tmp mount that is
+ * not one of `own`, deepest first.
+ */
+export function foreignMounts(own: readonly string[]): string[] {
+  const mine = new Set(own);
+  return readMountinfo()
+    .filter((entry) => !mine.has(entry.mountPoint))
+    .filter((entry) => entry.source.startsWith("/dev/loop") || entry.mountPoint.startsWith("/tmp/"))
+    .map((entry) => entry.mountPoint)
+    .sort((a, b) => b.split("/").length - a.split("/").length);
+}
