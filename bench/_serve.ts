@@ -1,14 +1,16 @@
 /**
- * The non-freeze measurements of one agent run: start-to-first-`guest-ping`, idle RSS, `guest-ping`
- * round trips on one connection (sequential request/response), and RSS after a long series of
- * requests. Also the Deno floor's start-up and idle RSS.
+ * The non-freeze measurements, both agents alive side by side in each run: start-to-first-
+ * `guest-ping`, idle RSS, `guest-ping` round trips on one connection each (sequential
+ * request/response, in blocks that alternate between the agents so drift hits both alike), and
+ * RSS after a long series of requests. Also the Deno floor's start-up and idle RSS.
  *
  * @module
  */
 
-import { requestBytes } from "./_client.ts";
+import { type BenchClient, requestBytes } from "./_client.ts";
 import {
   type AgentKind,
+  type BenchProcess,
   firstPing,
   floorIdleRssKiB,
   floorRunMs,
@@ -19,21 +21,23 @@ import {
 } from "./_procs.ts";
 import { percentile } from "./_stats.ts";
 
-/** Knobs of {@link measureServe}. */
+/** Knobs of {@link measureServeRun}. */
 export interface ServeOptions {
-  /** Sequential pings timed for p50/p99. */
+  /** Sequential pings timed per agent for p50/p99. */
   pings: number;
+  /** The timed pings are sent in this many blocks, alternating between the agents. */
+  pingBlocks: number;
   /** Untimed pings before them (JIT and caches warm, as for a long-running agent). */
   warmupPings: number;
   /** Requests sent before the second RSS reading. */
   requests: number;
-  /** Requests per write for that series (replies are awaited per batch). */
+  /** Requests per write for that series (the replies are awaited per batch). */
   batch: number;
   /** Pause before each RSS reading, so it shows the settled process. */
   settleMs: number;
 }
 
-/** One run's numbers. */
+/** One agent's numbers from one run. */
 export interface ServeSample {
   startupMs: number;
   idleRssKiB: number;
@@ -42,55 +46,94 @@ export interface ServeSample {
   pingP50Us: number;
   pingP99Us: number;
   pingMeanUs: number;
-  /** Wall time of the request series (requests per second follows). */
-  requestsMs: number;
+  /** Requests per second over the request series. */
+  requestsPerSecond: number;
 }
 
 const PING = requestBytes("guest-ping");
 
-/** Starts `kind` in `dir`, measures, stops it. */
-export async function measureServe(
-  kind: AgentKind,
-  dir: string,
-  options: ServeOptions,
-): Promise<ServeSample> {
-  await using agent = await spawnAgent(kind, { dir });
-  const { client, ms: startupMs } = await firstPing(agent);
-  using _client = client;
-  await sleep(options.settleMs);
-  const idleRssKiB = rssKiB(agent.pid);
+interface Running {
+  kind: AgentKind;
+  process: BenchProcess;
+  client: BenchClient;
+  startupMs: number;
+  idleRssKiB: number;
+  pingMs: number[];
+}
 
-  for (let i = 0; i < options.warmupPings; i++) {
-    await client.write(PING);
-    await client.skipLines(1);
+/** One run: starts the agents in `order` (each in its own dir), measures, stops them. */
+export async function measureServeRun(
+  order: readonly AgentKind[],
+  dirOf: (kind: AgentKind) => string,
+  options: ServeOptions,
+): Promise<Map<AgentKind, ServeSample>> {
+  const running: Running[] = [];
+  try {
+    for (const kind of order) {
+      const process = await spawnAgent(kind, { dir: dirOf(kind) });
+      try {
+        const { client, ms } = await firstPing(process);
+        running.push({ kind, process, client, startupMs: ms, idleRssKiB: 0, pingMs: [] });
+      } catch (err) {
+        await process.stop();
+        throw err;
+      }
+    }
+    await sleep(options.settleMs);
+    for (const agent of running) agent.idleRssKiB = rssKiB(agent.process.pid);
+    for (const agent of running) await pings(agent.client, options.warmupPings);
+    const perBlock = Math.ceil(options.pings / options.pingBlocks);
+    for (let block = 0; block < options.pingBlocks; block++) {
+      for (const agent of running) agent.pingMs.push(...await pings(agent.client, perBlock));
+    }
+    const rates = new Map<AgentKind, number>();
+    for (const agent of running) rates.set(agent.kind, await requestSeries(agent.client, options));
+    await sleep(options.settleMs);
+    const samples = new Map<AgentKind, ServeSample>();
+    for (const agent of running) {
+      const micros = agent.pingMs.map((ms) => ms * 1000);
+      samples.set(agent.kind, {
+        startupMs: agent.startupMs,
+        idleRssKiB: agent.idleRssKiB,
+        rssAfterRequestsKiB: rssKiB(agent.process.pid),
+        threads: threadCount(agent.process.pid),
+        pingP50Us: percentile(micros, 50),
+        pingP99Us: percentile(micros, 99),
+        pingMeanUs: micros.reduce((a, b) => a + b, 0) / micros.length,
+        requestsPerSecond: rates.get(agent.kind) as number,
+      });
+    }
+    return samples;
+  } finally {
+    for (const agent of running) {
+      agent.client[Symbol.dispose]();
+      await agent.process.stop();
+    }
   }
-  const rounds = new Float64Array(options.pings);
-  for (let i = 0; i < options.pings; i++) {
+}
+
+/** `count` sequential pings; each one's round trip in ms. */
+async function pings(client: BenchClient, count: number): Promise<number[]> {
+  const rounds = new Array<number>(count);
+  for (let i = 0; i < count; i++) {
     const started = performance.now();
     await client.write(PING);
     await client.skipLines(1);
     rounds[i] = performance.now() - started;
   }
-  const samples = [...rounds].map((ms) => ms * 1000);
+  return rounds;
+}
 
+/** Sends `options.requests` pings in batches; returns requests per second. */
+async function requestSeries(client: BenchClient, options: ServeOptions): Promise<number> {
   const batch = repeat(PING, options.batch);
-  const seriesStarted = performance.now();
-  for (let sent = 0; sent < options.requests; sent += options.batch) {
+  const started = performance.now();
+  let sent = 0;
+  for (; sent < options.requests; sent += options.batch) {
     await client.write(batch);
     await client.skipLines(options.batch);
   }
-  const requestsMs = performance.now() - seriesStarted;
-  await sleep(options.settleMs);
-  return {
-    startupMs,
-    idleRssKiB,
-    rssAfterRequestsKiB: rssKiB(agent.pid),
-    threads: threadCount(agent.pid),
-    pingP50Us: percentile(samples, 50),
-    pingP99Us: percentile(samples, 99),
-    pingMeanUs: samples.reduce((a, b) => a + b, 0) / samples.length,
-    requestsMs,
-  };
+  return sent / ((performance.now() - started) / 1000);
 }
 
 function repeat(bytes: Uint8Array, times: number): Uint8Array {

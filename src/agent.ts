@@ -89,6 +89,7 @@ export async function serveConnection<Ctx extends DispatchContext>(
 ): Promise<void> {
   // A fresh parser per connection: a partial message left by a previous client is not ours.
   const parser = new JsonMessageParser();
+  const memory = new MemoryReclaimer();
   while (true) {
     const result = await connection.read();
     if (result.type === "closed") return;
@@ -97,6 +98,7 @@ export async function serveConnection<Ctx extends DispatchContext>(
       deps.log.debug("host disconnected; partial input dropped");
       continue;
     }
+    memory.received(result.bytes.length);
     for (const event of parser.feed(result.bytes)) {
       if (event.type === "error") {
         deps.log.debug("bad input", { error: event.desc });
@@ -110,6 +112,31 @@ export async function serveConnection<Ctx extends DispatchContext>(
       if (reply.line === undefined) continue;
       await connection.write(replyBytes(reply.line, reply.delimited));
     }
+  }
+}
+
+/**
+ * After a burst of large input (a host may send up to qemu's 64 MiB messages, or millions of
+ * tokens), a full garbage collection hands the memory back instead of leaving the heap at its
+ * high-water mark. `gc` exists when the agent runs with `--v8-flags=--expose-gc` (its flags do).
+ */
+class MemoryReclaimer {
+  static readonly THRESHOLD_BYTES = 1 << 20;
+  #bytes = 0;
+  #scheduled = false;
+
+  received(count: number): void {
+    this.#bytes += count;
+    if (this.#bytes < MemoryReclaimer.THRESHOLD_BYTES || this.#scheduled) return;
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (!gc) return;
+    this.#scheduled = true;
+    // Once the burst is processed: the next macrotask runs after the pending reads and replies.
+    setTimeout(() => {
+      this.#bytes = 0;
+      this.#scheduled = false;
+      gc();
+    }, 0);
   }
 }
 

@@ -118,9 +118,15 @@ export function unixSocketTempPath(path: string): string {
   return `${path}.new`;
 }
 
+/**
+ * V8 flags the agent runs with: `gc()` lets it hand memory back after a burst of large input
+ * (src/agent.ts); not a permission, but part of the same one definition of how the agent runs.
+ */
+export const AGENT_V8_FLAGS = "--v8-flags=--expose-gc";
+
 /** Renders a permission set as Deno CLI flags (`--no-prompt` first; never `-A`). */
 export function permissionFlags(set: PermissionSet): string[] {
-  const flags = ["--no-prompt"];
+  const flags = ["--no-prompt", AGENT_V8_FLAGS];
   const add = (name: string, values: string[]): void => {
     if (values.length > 0) flags.push(`--allow-${name}=${values.map(checkFlagValue).join(",")}`);
   };

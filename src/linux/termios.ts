@@ -1,7 +1,7 @@
 /**
  * Raw mode for the `isa-serial` channel, with exactly qemu-ga's settings (QGA.md §2), and the one
- * description of glibc's `struct termios`. The channel itself is read and written elsewhere with
- * Deno's file I/O; this module only configures the line.
+ * description of glibc's `struct termios`. The channel itself is read and written elsewhere
+ * (src/transport/device.ts); this module only configures the line.
  *
  * @module
  */
@@ -113,12 +113,20 @@ export function makeRaw(termios: Uint8Array<ArrayBuffer>): void {
 export function setRawMode(path: string): void {
   const fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
   try {
-    const termios = new Uint8Array(TERMIOS_SIZE);
-    tcgetattr(fd, termios);
-    makeRaw(termios);
-    tcflush(fd, TCIFLUSH);
-    tcsetattr(fd, TCSANOW, termios);
+    setRawModeOnFd(fd);
   } finally {
     close(fd);
   }
+}
+
+/**
+ * {@link setRawMode} on a terminal the caller has open (the isa-serial channel itself).
+ * @throws {SyscallError} ENOTTY when `fd` is not a terminal
+ */
+export function setRawModeOnFd(fd: number): void {
+  const termios = new Uint8Array(TERMIOS_SIZE);
+  tcgetattr(fd, termios);
+  makeRaw(termios);
+  tcflush(fd, TCIFLUSH);
+  tcsetattr(fd, TCSANOW, termios);
 }

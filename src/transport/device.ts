@@ -2,40 +2,96 @@
  * Device transports: virtio-serial (the default) and isa-serial. The device is opened once and
  * kept open for the agent's life, as qemu-ga does.
  *
- * virtio-serial reads return EOF (or EIO on a pty whose other side closed) while no host is
- * connected. That is a hangup, not the end: drop any partial input, then poll every 100 ms
- * (qemu-ga's `g_usleep(G_USEC_PER_SEC/10)`), so a disconnected port costs at most 10 wakeups/s.
+ * Deno (2.9) refuses its file APIs on any path under /dev unless run with --allow-all
+ * (denoland/deno#27980), so the device is opened, read and written through libc.ts:
+ * - opened `O_RDWR|O_NOCTTY|O_NONBLOCK|O_CLOEXEC`; isa-serial is put into qemu-ga's raw mode;
+ * - read by a Worker (device_reader_worker.ts) that blocks in poll(2) and posts what it reads.
+ *   EOF, POLLHUP and EIO mean no host is connected: it reports a hangup once (the agent drops
+ *   partial input) and retries every 100 ms, as qemu-ga, so a disconnected port costs at most 10
+ *   wakeups/s; a connected, quiet port costs none;
+ * - written from the calling thread without blocking: a write that gets EAGAIN (a virtio port
+ *   while the host is away, a full pty) is retried after a growing pause of at most 100 ms, so the
+ *   agent's event loop never blocks on the host, and qemu-ga's busy-spin on EAGAIN is avoided.
  *
  * @module
  */
 
+import { Errno, SyscallError } from "../linux/errno.ts";
+import {
+  close,
+  EFD_NONBLOCK,
+  eventfd,
+  O_NOCTTY,
+  O_NONBLOCK,
+  O_RDWR,
+  open,
+  write,
+} from "../linux/libc.ts";
+import { setRawModeOnFd } from "../linux/termios.ts";
 import type { Logger } from "../log.ts";
-import { setRawMode } from "../linux/termios.ts";
-import { type Connection, type ReadResult, type Transport, writeAll } from "./mod.ts";
+import {
+  Control,
+  CONTROL_WORDS,
+  Owner,
+  type ReaderEvent,
+  type ReaderStart,
+} from "./_device_reader.ts";
+import type { Connection, ReadResult, Transport } from "./mod.ts";
 
-/** How long to wait before reading again after EOF (qemu-ga: 100 ms). */
-export const HANGUP_POLL_MS = 100;
-const READ_SIZE = 4096; // QGA_READ_COUNT_DEFAULT
+export { HANGUP_RETRY_MS } from "./_device_reader.ts";
 
-/** Opens a serial device; isa-serial is put into qemu-ga's raw mode. */
+/** The first pause after a write got EAGAIN; it doubles on each further EAGAIN. */
+export const WRITE_RETRY_MIN_MS = 1;
+/** The longest pause between write attempts (qemu-ga's 10 wakeups/s rule for a dead port). */
+export const WRITE_RETRY_MAX_MS = 100;
+
+const READER_MODULE = new URL("./device_reader_worker.ts", import.meta.url).href;
+const CLOSED: ReadResult = { type: "closed" };
+
+/**
+ * Opens a serial device; isa-serial is put into qemu-ga's raw mode.
+ * @throws {SyscallError} when the device cannot be opened (or set up)
+ * @throws {Error} when the reader Worker cannot start
+ */
 export async function openDevice(
   method: "virtio-serial" | "isa-serial",
   path: string,
   log: Logger,
-): Promise<Transport> {
-  const file = await Deno.open(path, { read: true, write: true });
+): Promise<DeviceTransport> {
+  const fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
+  let wakeFd: number | undefined;
   try {
-    if (method === "isa-serial") setRawMode(path);
+    if (method === "isa-serial") setRawModeOnFd(fd);
+    wakeFd = eventfd(EFD_NONBLOCK);
+    const worker = await startReaderWorker();
+    const connection = new DeviceConnection({ fd, wakeFd, path, worker, log });
+    log.info("channel opened", { method, path });
+    return new DeviceTransport(connection, `${method}:${path}`);
   } catch (err) {
-    file.close();
+    closeQuietly(fd);
+    if (wakeFd !== undefined) closeQuietly(wakeFd);
     throw err;
   }
-  log.info("channel opened", { method, path });
-  return new DeviceTransport(new DeviceConnection(file, path), `${method}:${path}`);
 }
 
-class DeviceTransport implements Transport {
-  #connection: DeviceConnection;
+/** Starts a reader Worker and waits until its modules have loaded. */
+function startReaderWorker(): Promise<Worker> {
+  const worker = new Worker(READER_MODULE, { type: "module" });
+  return new Promise((resolve, reject) => {
+    worker.onmessage = (event: MessageEvent<ReaderEvent>) => {
+      if (event.data.type === "ready") resolve(worker);
+    };
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault(); // reported to the caller, not a crash of the agent
+      worker.terminate();
+      reject(new Error(`cannot start the device reader: ${event.message}`));
+    };
+  });
+}
+
+/** The device as a transport: it hands out its one connection once. */
+export class DeviceTransport implements Transport, AsyncDisposable {
+  readonly #connection: DeviceConnection;
   #handedOut = false;
   readonly description: string;
 
@@ -54,63 +110,209 @@ class DeviceTransport implements Transport {
   close(): void {
     this.#connection.close();
   }
+
+  /** Settles once the reader has ended and the device is closed (some time after `close()`). */
+  get finished(): Promise<void> {
+    return this.#connection.finished;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.finished;
+  }
 }
 
+interface DeviceParts {
+  fd: number;
+  wakeFd: number;
+  path: string;
+  /** A loaded reader Worker, not yet started. */
+  worker: Worker;
+  log: Logger;
+}
+
+/** The open device: reads come from the reader Worker, writes go straight to the descriptor. */
 class DeviceConnection implements Connection {
-  #file: Deno.FsFile;
-  #buffer = new Uint8Array(READ_SIZE);
-  #hungUp = false;
-  closed = false;
   readonly peer: string;
+  readonly #fd: number;
+  readonly #wakeFd: number;
+  readonly #worker: Worker;
+  readonly #log: Logger;
+  readonly #shared = new SharedArrayBuffer(CONTROL_WORDS * Int32Array.BYTES_PER_ELEMENT);
+  readonly #control = new Int32Array(this.#shared);
+  /** Aborted by close(): ends the pauses of pending writes. */
+  readonly #closing = new AbortController();
+  readonly #queue: ReadResult[] = [];
+  #waiting: { resolve(result: ReadResult): void; reject(err: Error): void } | undefined;
+  #failure: Error | undefined;
+  #readerRunning = true;
+  readonly #finished = Promise.withResolvers<void>();
+  #writing: Promise<void> = Promise.resolve();
+  closed = false;
 
-  constructor(file: Deno.FsFile, path: string) {
-    this.#file = file;
-    this.peer = path;
+  constructor(parts: DeviceParts) {
+    this.peer = parts.path;
+    this.#fd = parts.fd;
+    this.#wakeFd = parts.wakeFd;
+    this.#worker = parts.worker;
+    this.#log = parts.log;
+    this.#worker.onmessage = (event: MessageEvent<ReaderEvent>) => this.#receive(event.data);
+    this.#worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault(); // a reader bug fails the channel, not the whole agent at once
+      this.#fail(new Error(`device reader failed: ${event.message}`));
+      this.#readerEnded();
+    };
+    const start: ReaderStart = {
+      fd: parts.fd,
+      wakeFd: parts.wakeFd,
+      path: parts.path,
+      control: this.#shared,
+    };
+    this.#worker.postMessage(start);
   }
 
-  async read(): Promise<ReadResult> {
-    while (!this.closed) {
-      const count = await this.#readOnce();
-      if (this.closed) break;
-      if (count === null || count === 0) {
-        if (!this.#hungUp) {
-          this.#hungUp = true;
-          return { type: "hangup" };
-        }
-        await new Promise((resolve) => setTimeout(resolve, HANGUP_POLL_MS));
-        continue;
-      }
-      this.#hungUp = false;
-      return { type: "data", bytes: this.#buffer.slice(0, count) };
-    }
-    return { type: "closed" };
+  /** Settles once the reader has ended and the device is closed. */
+  get finished(): Promise<void> {
+    return this.#finished.promise;
   }
 
-  async #readOnce(): Promise<number | null> {
-    try {
-      return await this.#file.read(this.#buffer);
-    } catch (err) {
-      // EIO: a pty whose other side closed reads like a disconnected virtio port.
-      if (this.closed || isHangupError(err)) return null;
-      throw err;
-    }
+  read(): Promise<ReadResult> {
+    if (this.closed) return Promise.resolve(CLOSED);
+    const next = this.#queue.shift();
+    if (next !== undefined) return Promise.resolve(this.#take(next));
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => this.#waiting = { resolve, reject });
   }
 
+  /**
+   * Writes all of `bytes`, in order after earlier writes. Bytes still unwritten when the
+   * connection is closed, or when the other side of a pty has gone (EIO), are dropped.
+   * @throws {SyscallError} when the device fails (e.g. ENODEV after hot-unplug)
+   */
   write(bytes: Uint8Array): Promise<void> {
-    return writeAll(this.#file, bytes);
+    const done = this.#writing.then(() => this.#writeAll(bytes));
+    this.#writing = done.catch(() => {});
+    return done;
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try {
-      this.#file.close();
-    } catch {
-      // already closed
+    this.#closing.abort();
+    this.#waiting?.resolve(CLOSED);
+    this.#waiting = undefined;
+    Atomics.store(this.#control, Control.STOP, 1);
+    Atomics.notify(this.#control, Control.STOP);
+    Atomics.notify(this.#control, Control.PENDING);
+    const owner = Atomics.compareExchange(this.#control, Control.OWNER, Owner.MAIN, Owner.CLOSED);
+    if (owner === Owner.MAIN) closeQuietly(this.#fd); // the loop never started: it won't touch it
+    if (this.#readerRunning) ringDoorbell(this.#wakeFd); // wakes its poll(2); it closes the device
+  }
+
+  #receive(event: ReaderEvent): void {
+    switch (event.type) {
+      case "data":
+        return this.#deliver({ type: "data", bytes: event.bytes });
+      case "hangup":
+        return this.#deliver({ type: "hangup" });
+      case "error":
+        return this.#fail(new SyscallError(event.syscall, event.errno, event.path));
+      case "stopped":
+        return this.#readerEnded();
+      case "ready":
+        return;
+    }
+  }
+
+  #deliver(result: ReadResult): void {
+    if (this.closed) return;
+    if (this.#waiting === undefined) {
+      this.#queue.push(result);
+      return;
+    }
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    waiting.resolve(this.#take(result));
+  }
+
+  /** Hands a result to the agent; a data chunk taken makes room for the reader. */
+  #take(result: ReadResult): ReadResult {
+    if (result.type === "data") {
+      Atomics.sub(this.#control, Control.PENDING, 1);
+      Atomics.notify(this.#control, Control.PENDING);
+    }
+    return result;
+  }
+
+  #fail(err: Error): void {
+    this.#failure ??= err;
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    waiting?.reject(this.#failure);
+  }
+
+  /** The reader is gone (it closed the device if it had started): release the rest. */
+  #readerEnded(): void {
+    if (!this.#readerRunning) return;
+    this.#readerRunning = false;
+    this.#worker.terminate();
+    closeQuietly(this.#wakeFd);
+    if (!this.closed) this.#fail(new Error(`device reader of ${this.peer} ended unexpectedly`));
+    this.#finished.resolve();
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    // FFI takes views of ArrayBuffers; copy the rare view of a SharedArrayBuffer.
+    const data = bytes.buffer instanceof ArrayBuffer
+      ? bytes as Uint8Array<ArrayBuffer>
+      : new Uint8Array(bytes);
+    let offset = 0;
+    let pauseMs = WRITE_RETRY_MIN_MS;
+    while (offset < data.length && !this.closed) {
+      try {
+        offset += write(this.#fd, data.subarray(offset), this.peer);
+        pauseMs = WRITE_RETRY_MIN_MS;
+      } catch (err) {
+        if (!(err instanceof SyscallError)) throw err;
+        if (err.errno === Errno.EINTR) continue;
+        if (err.errno === Errno.EIO) {
+          this.#log.debug("reply dropped: the other side has gone", { path: this.peer });
+          return;
+        }
+        if (err.errno !== Errno.EAGAIN) throw err;
+        await pause(pauseMs, this.#closing.signal);
+        pauseMs = Math.min(pauseMs * 2, WRITE_RETRY_MAX_MS);
+      }
     }
   }
 }
 
-function isHangupError(err: unknown): boolean {
-  return err instanceof Error && /os error 5\b|Input\/output error/.test(err.message);
+/** Makes the reader's eventfd readable, which ends its poll(2). */
+function ringDoorbell(wakeFd: number): void {
+  try {
+    write(wakeFd, new Uint8Array(new BigUint64Array([1n]).buffer)); // adds 1 to the counter
+  } catch {
+    // EAGAIN: the counter is already non-zero, the reader is already woken.
+  }
+}
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    close(fd);
+  } catch {
+    // Nothing to do about a failed close of a channel we are done with.
+  }
 }

@@ -19,6 +19,8 @@ const STOP_GRACE_MS = 30_000;
 export interface MariaDbOptions {
   /** Extra `mariadbd` options. */
   serverArgs?: string[];
+  /** Run `mariadb-install-db` first; false starts on an existing data directory. @default true */
+  initialize?: boolean;
 }
 
 /** Options of {@link MariaDbServer.query}. */
@@ -207,7 +209,8 @@ class PrivateMariaDb implements MariaDbServer {
 
 /**
  * Initializes `datadir` (created, owned by `mysql`; it must not hold a database yet) with
- * `mariadb-install-db` and starts `mariadbd` on it; resolves once the server answers.
+ * `mariadb-install-db` (unless `options.initialize` is false: then it must hold one) and starts
+ * `mariadbd` on it; resolves once the server answers.
  */
 export async function startMariaDb(
   datadir: string,
@@ -221,18 +224,20 @@ export async function startMariaDb(
   await Deno.chmod(dir, 0o755);
   // Small InnoDB files: the data directory lives on a small loop filesystem.
   const sizing = ["--innodb-buffer-pool-size=16M", "--innodb-log-file-size=16M"];
-  try {
-    await run("mariadb-install-db", [
-      "--no-defaults",
-      `--datadir=${datadir}`,
-      "--user=mysql",
-      "--auth-root-authentication-method=socket",
-      "--skip-test-db",
-      ...sizing,
-    ]);
-  } catch (err) {
-    await Deno.remove(dir, { recursive: true });
-    throw err;
+  if (options.initialize !== false) {
+    try {
+      await run("mariadb-install-db", [
+        "--no-defaults",
+        `--datadir=${datadir}`,
+        "--user=mysql",
+        "--auth-root-authentication-method=socket",
+        "--skip-test-db",
+        ...sizing,
+      ]);
+    } catch (err) {
+      await Deno.remove(dir, { recursive: true });
+      throw err;
+    }
   }
   const child = new Deno.Command("mariadbd", {
     args: [

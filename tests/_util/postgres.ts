@@ -24,6 +24,8 @@ export interface PostgresOptions {
   port?: number;
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string>;
+  /** Run `initdb` first; false starts on an existing data directory. @default true */
+  initialize?: boolean;
 }
 
 /** A running private server; `await using` it. */
@@ -176,7 +178,8 @@ class PrivatePostgres implements PostgresServer {
 
 /**
  * Initializes `datadir` (created mode 0700, owned by `postgres`; it must be empty) with `initdb`
- * and starts the server on it; resolves once it accepts connections.
+ * (unless `options.initialize` is false: then it must hold a cluster) and starts the server on
+ * it; resolves once it accepts connections.
  */
 export async function startPostgres(
   datadir: string,
@@ -191,21 +194,23 @@ export async function startPostgres(
   await Deno.chown(dir, uid, gid);
   await Deno.chmod(dir, 0o755);
   const port = options.port ?? 5432;
-  try {
-    await runAsPostgres([
-      `${bindir}/initdb`,
-      "-D",
-      datadir,
-      "-U",
-      "postgres",
-      "--auth-local=peer",
-      "--auth-host=reject",
-      "--no-instructions",
-      "--no-sync",
-    ]);
-  } catch (err) {
-    await Deno.remove(dir, { recursive: true });
-    throw err;
+  if (options.initialize !== false) {
+    try {
+      await runAsPostgres([
+        `${bindir}/initdb`,
+        "-D",
+        datadir,
+        "-U",
+        "postgres",
+        "--auth-local=peer",
+        "--auth-host=reject",
+        "--no-instructions",
+        "--no-sync",
+      ]);
+    } catch (err) {
+      await Deno.remove(dir, { recursive: true });
+      throw err;
+    }
   }
   const settings = { "listen_addresses": "", ...options.settings };
   const child = new Deno.Command("setpriv", {

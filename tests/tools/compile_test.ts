@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { AGENT_V8_FLAGS } from "../../src/permissions.ts";
 import { LIBC_CANDIDATES } from "../../src/linux/libc.ts";
 import {
   type Arch,
@@ -103,6 +104,7 @@ Deno.test("compile --print-flags derives every permission list from a site confi
       parseFlags(run.stdout),
       new Map<string, string[] | "">([
         ["--no-prompt", ""],
+        ["--v8-flags", ["--expose-gc"]],
         ["--allow-read", [
           "/etc/qemu/qemu-ga.conf",
           "/proc/self/mountinfo",
@@ -172,7 +174,8 @@ Deno.test("compile --print-flags never renders a bare or all-permission flag", a
     assert.equal(run.code, 0, run.stderr);
     for (const flag of run.stdout.trim().split("\n")) {
       assert.ok(
-        flag === "--no-prompt" || flag === "--unstable-vsock" || /^--allow-[a-z]+=./.test(flag),
+        flag === "--no-prompt" || flag === "--unstable-vsock" || flag === AGENT_V8_FLAGS ||
+          /^--allow-[a-z]+=./.test(flag),
         `unexpected flag ${flag}`,
       );
     }

@@ -1,0 +1,182 @@
+/**
+ * Turns the bench's samples into the summary (medians over runs, ratios ours/qemu-ga, targets)
+ * and renders it as a plain-text table. No measuring here.
+ *
+ * @module
+ */
+
+import type { AgentAccount, FreezeSample } from "./_freeze.ts";
+import type { AgentKind } from "./_procs.ts";
+import type { FloorSample, ServeSample } from "./_serve.ts";
+import { median, ratio, round } from "./_stats.ts";
+
+/** A row of the table. */
+export interface Row {
+  metric: string;
+  ours: number;
+  qemuGa: number;
+  /** ours / qemu-ga. */
+  ratio: number;
+  /** How the target is expressed, e.g. "≤ 1.0×". */
+  target?: string;
+  met?: boolean;
+}
+
+/** A section heading followed by rows. */
+export interface Section {
+  title: string;
+  rows: Row[];
+  /** Extra lines below the rows (our agent's own account, the floor). */
+  notes: string[];
+}
+
+/** The serve part of the samples. */
+export interface ServeRuns {
+  agents: Record<AgentKind, ServeSample[]>;
+  floor: FloorSample[];
+}
+
+/** The freeze part: per hook variant and mount count. */
+export interface FreezeRuns {
+  hook: "none" | "trivial";
+  count: number;
+  agents: Record<AgentKind, FreezeSample[]>;
+}
+
+const MIB = 1024;
+
+/** Start-up, memory and ping rows. */
+export function serveSection(runs: ServeRuns, requests: number): Section {
+  const of = (kind: AgentKind, pick: (s: ServeSample) => number): number =>
+    median(runs.agents[kind].map(pick));
+  const floorRun = median(runs.floor.map((f) => f.runMs));
+  const floorRss = median(runs.floor.map((f) => f.idleRssKiB)) / MIB;
+  const row = (metric: string, pick: (s: ServeSample) => number): Row => {
+    const ours = of("ours", pick);
+    const qemuGa = of("qemu-ga", pick);
+    return { metric, ours, qemuGa, ratio: ratio(ours, qemuGa) };
+  };
+  const startup = row("start to first guest-ping reply (ms)", (s) => s.startupMs);
+  startup.target = `≤ floor + 10 = ${fmt(floorRun + 10)}`;
+  startup.met = startup.ours <= floorRun + 10;
+  const idle = row("idle RSS (MiB)", (s) => s.idleRssKiB / MIB);
+  idle.target = `≤ 1.15 × floor = ${fmt(floorRss * 1.15)}`;
+  idle.met = idle.ours <= floorRss * 1.15;
+  const after = row(`RSS after ${requests} requests (MiB)`, (s) => s.rssAfterRequestsKiB / MIB);
+  const growth = row("  growth over idle (×)", (s) => s.rssAfterRequestsKiB / s.idleRssKiB);
+  growth.target = "flat: ≤ 1.05";
+  growth.met = growth.ours <= 1.05;
+  const p50 = row("guest-ping round trip p50 (µs)", (s) => s.pingP50Us);
+  p50.target = "≤ 1.0×";
+  p50.met = p50.ratio <= 1.0;
+  return {
+    title: "Start-up, memory, guest-ping",
+    rows: [
+      startup,
+      idle,
+      after,
+      growth,
+      p50,
+      row("guest-ping round trip p99 (µs)", (s) => s.pingP99Us),
+      row("pipelined guest-ping (requests/s)", (s) => s.requestsPerSecond),
+      row("threads after the requests", (s) => s.threads),
+    ],
+    notes: [
+      `Deno floor (deno run of an empty script): ${fmt(floorRun)} ms spawn to exit, ` +
+      `${fmt(floorRss)} MiB idle RSS`,
+    ],
+  };
+}
+
+/** Freeze rows of one hook variant (all mount counts). */
+export function freezeSection(variants: readonly FreezeRuns[]): Section {
+  const hook = variants[0]?.hook ?? "none";
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  for (const variant of variants) {
+    const of = (kind: AgentKind, pick: (s: FreezeSample) => number): number =>
+      median(variant.agents[kind].map(pick));
+    const row = (metric: string, pick: (s: FreezeSample) => number): Row => {
+      const ours = of("ours", pick);
+      const qemuGa = of("qemu-ga", pick);
+      return { metric, ours, qemuGa, ratio: ratio(ours, qemuGa) };
+    };
+    const n = variant.count;
+    const first = row(`${n} fs, 1st cycle (dirty): freeze-list (ms)`, (s) => s.first.freezeMs);
+    if (n === 32) {
+      first.target = "≤ 0.5×";
+      first.met = first.ratio <= 0.5;
+    }
+    const steady = row(`${n} fs, steady: freeze-list + thaw (ms)`, (s) => s.steady.totalMs);
+    if (n === 32) {
+      steady.target = "≤ 1.0×";
+      steady.met = steady.ratio <= 1.0;
+    }
+    rows.push(
+      first,
+      row(`${n} fs, 1st cycle: thaw (ms)`, (s) => s.first.thawMs),
+      steady,
+      row(`${n} fs, steady: freeze-list (ms)`, (s) => s.steady.freezeMs),
+      row(`${n} fs, steady: thaw (ms)`, (s) => s.steady.thawMs),
+    );
+    const account = (pick: (s: FreezeSample) => AgentAccount | undefined): string => {
+      const accounts = variant.agents.ours.map(pick).filter((a) => a !== undefined);
+      const m = (key: keyof AgentAccount): string => fmt(median(accounts.map((a) => a[key])));
+      return `window ${m("freezeWindowMs")} ms, slowest FIFREEZE ${m("mountFreezeMaxMs")} ms, ` +
+        `sum of FIFREEZEs ${m("mountFreezeSumMs")} ms, thaw ${m("thawMs")} ms`;
+    };
+    notes.push(
+      `${n} fs, our report, 1st cycle: ${account((s) => s.firstAccount)}`,
+      `${n} fs, our report, steady:    ${account((s) => s.steadyAccount)}`,
+    );
+  }
+  return { title: `guest-fsfreeze-freeze-list + thaw, ${hook} hook`, rows, notes };
+}
+
+/** Renders sections as a fixed-width table. */
+export function renderTable(sections: readonly Section[]): string {
+  const header = ["metric", "ours", "qemu-ga", "ours/qga", "target", ""];
+  const lines: string[] = [];
+  for (const section of sections) {
+    const cells = section.rows.map((r) => [
+      r.metric,
+      fmt(r.ours),
+      fmt(r.qemuGa),
+      Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}×` : "-",
+      r.target ?? "",
+      r.met === undefined ? "" : r.met ? "met" : "MISSED",
+    ]);
+    const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+    const render = (c: string[]): string =>
+      c.map((cell, i) => i === 0 || i === 4 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))
+        .join("  ").trimEnd();
+    lines.push(`== ${section.title}`, render(header), ...cells.map(render));
+    for (const note of section.notes) lines.push(`   ${note}`);
+    lines.push("");
+  }
+  return lines.join("\n");
+}
+
+/** A number with 3 significant digits or more, for the table. */
+export function fmt(value: number): string {
+  if (!Number.isFinite(value)) return "-";
+  const magnitude = Math.abs(value);
+  if (magnitude >= 1000) return Math.round(value).toString();
+  if (magnitude >= 100) return value.toFixed(0);
+  if (magnitude >= 10) return value.toFixed(1);
+  return value.toFixed(2);
+}
+
+/** Sections as JSON-friendly values (rounded; NaN becomes null). */
+export function sectionsJson(sections: readonly Section[]): unknown {
+  return sections.map((section) => ({
+    title: section.title,
+    rows: section.rows.map((r) => ({
+      ...r,
+      ours: round(r.ours),
+      qemuGa: round(r.qemuGa),
+      ratio: round(r.ratio),
+    })),
+    notes: section.notes,
+  }));
+}

@@ -1,0 +1,268 @@
+/**
+ * `deno task bench`: our agent and qemu-ga side by side (README "Performance"). It installs
+ * nothing (`.ci/setup` installs qemu-guest-agent), must run as root (loop mounts, FIFREEZE), and
+ * measures, runs interleaved (ours, qemu-ga, ours, …), medians over runs, ratios ours/qemu-ga:
+ * start-to-first-`guest-ping`, idle RSS and RSS after many requests, `guest-ping` round trips,
+ * and `guest-fsfreeze-freeze-list` + `guest-fsfreeze-thaw` over fresh loop-mounted ext4
+ * filesystems (first cycle dirty, then steady), with no hook and with a trivial hook; also the
+ * Deno floor. Prints a table and writes JSON to bench/results/.
+ *
+ * Never freezes anything but its own loop mounts (see _freeze.ts and _procs.ts).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { type FreezeBenchOptions, type FreezeSample, measureFreeze } from "./_freeze.ts";
+import { type AgentKind, QEMU_GA, writeFloorScripts } from "./_procs.ts";
+import {
+  type FreezeRuns,
+  freezeSection,
+  renderTable,
+  type Section,
+  sectionsJson,
+  type ServeRuns,
+  serveSection,
+} from "./_report.ts";
+import { type FloorSample, measureFloor, measureServeRun, type ServeOptions } from "./_serve.ts";
+
+const USAGE = `usage: deno task bench [options]
+  --runs N            runs of start-up, memory and ping per agent (default 5)
+  --freeze-runs N     runs of each freeze scenario per agent (default 3)
+  --counts LIST       filesystem counts (default 1,8,32)
+  --hooks LIST        none,trivial (default both)
+  --dirty-mib N       MiB written to each filesystem before the first freeze (default 16)
+  --steady-cycles N   freeze+thaw cycles after the first (default 5)
+  --pings N           timed guest-pings per agent and run (default 10000)
+  --requests N        requests before the second RSS reading (default 100000)
+  --only LIST         serve,freeze (default both)
+  --quick             fewer runs and requests (a smoke run)
+  --out FILE          JSON output (default bench/results/<time>.json)`;
+
+const RESULTS_DIR = new URL("./results/", import.meta.url).pathname;
+const TRIVIAL_HOOK = "#!/bin/sh\n# The bench's trivial hook: does nothing.\nexit 0\n";
+
+interface Options {
+  runs: number;
+  freezeRuns: number;
+  counts: number[];
+  hooks: ("none" | "trivial")[];
+  only: Set<string>;
+  serve: ServeOptions;
+  freeze: FreezeBenchOptions;
+  out: string | undefined;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      runs: { type: "string" },
+      "freeze-runs": { type: "string" },
+      counts: { type: "string" },
+      hooks: { type: "string" },
+      "dirty-mib": { type: "string" },
+      "steady-cycles": { type: "string" },
+      pings: { type: "string" },
+      requests: { type: "string" },
+      only: { type: "string" },
+      quick: { type: "boolean" },
+      out: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    print(USAGE);
+    Deno.exit(0);
+  }
+  const quick = values.quick ?? false;
+  const int = (value: string | undefined, fallback: number): number => {
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new RangeError(`not a count: ${value}`);
+    return n;
+  };
+  const hooks = (values.hooks ?? "none,trivial").split(",");
+  for (const hook of hooks) {
+    if (hook !== "none" && hook !== "trivial") throw new RangeError(`unknown hook ${hook}`);
+  }
+  const pings = int(values.pings, quick ? 2000 : 10_000);
+  return {
+    runs: Math.max(1, int(values.runs, quick ? 2 : 5)),
+    freezeRuns: Math.max(1, int(values["freeze-runs"], quick ? 1 : 3)),
+    counts: (values.counts ?? "1,8,32").split(",").map((c) => int(c, 1)),
+    hooks: hooks as ("none" | "trivial")[],
+    only: new Set((values.only ?? "serve,freeze").split(",")),
+    serve: {
+      pings,
+      pingBlocks: 10,
+      warmupPings: 200,
+      requests: int(values.requests, quick ? 20_000 : 100_000),
+      batch: 50,
+      settleMs: 500,
+    },
+    freeze: {
+      dirtyMiB: int(values["dirty-mib"], 16),
+      steadyCycles: Math.max(1, int(values["steady-cycles"], quick ? 3 : 5)),
+      imageMiB: 64,
+      watchdogSeconds: 30,
+    },
+    out: values.out,
+  };
+}
+
+/** nproc, memory, kernel, CPU model, versions. */
+async function machine(): Promise<Record<string, string | number>> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const qemuGa = await new Deno.Command(QEMU_GA, { args: ["-V"], stdout: "piped", stderr: "null" })
+    .output();
+  return {
+    cpus: navigator.hardwareConcurrency,
+    cpuModel: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "unknown",
+    memoryGiB: Math.round(Deno.systemMemoryInfo().total / 2 ** 30 * 10) / 10,
+    kernel: Deno.osRelease(),
+    deno: Deno.version.deno,
+    qemuGa: new TextDecoder().decode(qemuGa.stdout).trim(),
+  };
+}
+
+async function preflight(): Promise<void> {
+  if (Deno.uid() !== 0) {
+    throw new Error("run as root: the bench makes loop mounts and freezes them");
+  }
+  try {
+    await Deno.stat(QEMU_GA);
+  } catch {
+    throw new Error(`${QEMU_GA} not found: apt-get install qemu-guest-agent (or run .ci/setup)`);
+  }
+}
+
+/** Start-up, memory, ping: each run has both agents alive, started in the run's order. */
+async function serveRuns(options: Options, work: string): Promise<ServeRuns> {
+  const scripts = await writeFloorScripts(work);
+  const agents: Record<AgentKind, ServeRuns["agents"]["ours"]> = { ours: [], "qemu-ga": [] };
+  const floor: FloorSample[] = [];
+  // One untimed round first: module caches, page cache and binaries are warm for every run.
+  const all = options.runs + 1;
+  for (let run = 0; run < all; run++) {
+    const order: AgentKind[] = run % 2 === 0 ? ["ours", "qemu-ga"] : ["qemu-ga", "ours"];
+    const dirOf = (kind: AgentKind): string => `${work}/serve-${run}-${kind}`;
+    const samples = await measureServeRun(order, dirOf, options.serve);
+    const floorSample = await measureFloor(scripts, options.serve.settleMs);
+    if (run === 0) continue;
+    for (const [kind, sample] of samples) agents[kind].push(sample);
+    floor.push(floorSample);
+    const ours = samples.get("ours")!;
+    const qga = samples.get("qemu-ga")!;
+    progress(
+      `serve run ${run}/${options.runs}: start ${ours.startupMs.toFixed(1)}/` +
+        `${qga.startupMs.toFixed(1)} ms (floor ${floorSample.runMs.toFixed(1)}), ping p50 ` +
+        `${ours.pingP50Us.toFixed(0)}/${qga.pingP50Us.toFixed(0)} µs`,
+    );
+  }
+  return { agents, floor };
+}
+
+/** Every freeze scenario: fresh mounts per run and agent, agents alternating. */
+async function freezeRuns(options: Options, work: string): Promise<FreezeRuns[]> {
+  const hookPath = `${work}/trivial-hook.sh`;
+  await Deno.writeTextFile(hookPath, TRIVIAL_HOOK, { mode: 0o755 });
+  await Deno.chmod(hookPath, 0o755);
+  const results: FreezeRuns[] = [];
+  let serial = 0;
+  for (const hook of options.hooks) {
+    for (const count of options.counts) {
+      const agents: Record<AgentKind, FreezeSample[]> = { ours: [], "qemu-ga": [] };
+      for (let run = 0; run < options.freezeRuns; run++) {
+        for (const kind of ["ours", "qemu-ga"] as const) {
+          const dir = `${work}/freeze-${serial++}-${kind}`;
+          await Deno.mkdir(dir);
+          const sample = await measureFreeze(
+            kind,
+            count,
+            hook === "trivial" ? hookPath : undefined,
+            dir,
+            options.freeze,
+          );
+          agents[kind].push(sample);
+          progress(
+            `freeze ${hook} hook, ${count} fs, run ${run + 1}/${options.freezeRuns}, ${kind}: ` +
+              `1st ${sample.first.freezeMs.toFixed(1)} ms, steady ` +
+              `${sample.steady.totalMs.toFixed(1)} ms`,
+          );
+          if (interrupted) throw new Error("interrupted");
+        }
+      }
+      results.push({ hook, count, agents });
+    }
+  }
+  return results;
+}
+
+let interrupted = false;
+
+const encoder = new TextEncoder();
+
+function progress(line: string): void {
+  writeLine(Deno.stderr, line);
+}
+
+function print(text: string): void {
+  writeLine(Deno.stdout, text);
+}
+
+function writeLine(stream: { writeSync(bytes: Uint8Array): number }, text: string): void {
+  const bytes = encoder.encode(`${text}\n`);
+  for (let offset = 0; offset < bytes.length;) offset += stream.writeSync(bytes.subarray(offset));
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(Deno.args);
+  await preflight();
+  // A ^C ends the bench after the current run, whose cleanup then still happens.
+  Deno.addSignalListener("SIGINT", () => interrupted = true);
+  const started = new Date();
+  const work = await Deno.makeTempDir({ prefix: "fsfreeze_bench_" });
+  const sections: Section[] = [];
+  let serve: ServeRuns | undefined;
+  let freeze: FreezeRuns[] | undefined;
+  try {
+    if (options.only.has("serve")) {
+      serve = await serveRuns(options, work);
+      sections.push(serveSection(serve, options.serve.requests));
+    }
+    if (options.only.has("freeze")) {
+      freeze = await freezeRuns(options, work);
+      for (const hook of options.hooks) {
+        sections.push(freezeSection(freeze.filter((f) => f.hook === hook)));
+      }
+    }
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+  const host = await machine();
+  const table = renderTable(sections);
+  print(
+    `machine: ${host.cpus} CPUs (${host.cpuModel}), ${host.memoryGiB} GiB, Linux ${host.kernel}, ` +
+      `deno ${host.deno}, ${host.qemuGa}`,
+  );
+  print(
+    `runs: ${options.runs} (start-up/memory/ping), ${options.freezeRuns} per freeze scenario; ` +
+      `medians over runs; ${options.freeze.dirtyMiB} MiB dirty per fs before the 1st cycle\n`,
+  );
+  print(table);
+  const out = options.out ?? `${RESULTS_DIR}${started.toISOString().replace(/[:.]/g, "-")}.json`;
+  await Deno.mkdir(out.replace(/\/[^/]*$/, ""), { recursive: true });
+  const json = {
+    startedAt: started.toISOString(),
+    machine: host,
+    options: { ...options, only: [...options.only] },
+    summary: sectionsJson(sections),
+    samples: { serve, freeze },
+  };
+  await Deno.writeTextFile(out, JSON.stringify(json, null, 2) + "\n");
+  print(`JSON: ${out}`);
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,330 @@
+/**
+ * The device transport (virtio-serial, isa-serial) on real ptys made by socat, regular files and
+ * /proc files: data both ways, hangups, errors, the reader Worker's life, and EAGAIN on write.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { SyscallError } from "../../src/linux/errno.ts";
+import { silentLogger } from "../../src/log.ts";
+import { type DeviceTransport, openDevice } from "../../src/transport/device.ts";
+import type { Connection, ReadResult } from "../../src/transport/mod.ts";
+import { delay, withTimeout } from "../_util/agent.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A socat-made pair of connected ptys behind two symlinks; socat is killed by PID on dispose. */
+interface PtyPair extends AsyncDisposable {
+  /** The agent's side. */
+  a: string;
+  /** The host's side. */
+  b: string;
+  socat: Deno.ChildProcess;
+}
+
+/** Starts socat; side `a` is raw unless `cookedA` (a tty's default modes, for raw-mode tests). */
+async function ptyPair(options: { cookedA?: boolean } = {}): Promise<PtyPair> {
+  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
+  const a = `${dir}/a`;
+  const b = `${dir}/b`;
+  const socat = new Deno.Command("socat", {
+    args: [
+      "-d",
+      "-d",
+      options.cookedA ? `pty,link=${a}` : `pty,raw,echo=0,link=${a}`,
+      `pty,raw,echo=0,link=${b}`,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const dispose = async (): Promise<void> => {
+    try {
+      socat.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    await socat.status;
+    await Deno.remove(dir, { recursive: true });
+  };
+  try {
+    await waitFor(() => exists(a) && exists(b), "socat's pty links");
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+  return { a, b, socat, [Symbol.asyncDispose]: dispose };
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(condition: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await delay(10);
+  }
+}
+
+/** Opens the device and takes its one connection; disposing closes it and awaits the reader. */
+async function openConnection(
+  path: string,
+  method: "virtio-serial" | "isa-serial" = "virtio-serial",
+): Promise<{ transport: DeviceTransport; connection: Connection } & AsyncDisposable> {
+  const transport = await openDevice(method, path, silentLogger);
+  const connection = await transport.accept();
+  assert.ok(connection);
+  return {
+    transport,
+    connection,
+    [Symbol.asyncDispose]: () => withTimeout(transport[Symbol.asyncDispose](), 5000, "close"),
+  };
+}
+
+/** Reads until `count` bytes arrived (data results only; anything else fails the test). */
+async function readBytes(connection: Connection, count: number): Promise<string> {
+  let text = "";
+  let received = 0;
+  while (received < count) {
+    const result = await withTimeout(connection.read(), 5000, "read");
+    assert.equal(result.type, "data", `expected data, got ${result.type}`);
+    const bytes = dataOf(result);
+    received += bytes.length;
+    text += decoder.decode(bytes, { stream: true });
+  }
+  return text;
+}
+
+/** The bytes of a data result. */
+function dataOf(result: ReadResult): Uint8Array {
+  if (result.type !== "data") throw new Error(`expected data, got ${result.type}`);
+  return result.bytes;
+}
+
+/** Reads from the host side until `count` bytes arrived. */
+async function hostRead(host: Deno.FsFile, count: number): Promise<Uint8Array> {
+  const out = new Uint8Array(count);
+  let received = 0;
+  while (received < count) {
+    const n = await withTimeout(host.read(out.subarray(received)), 5000, "host read");
+    if (n === null) throw new Error(`host side ended after ${received} bytes`);
+    received += n;
+  }
+  return out;
+}
+
+/** Whether `promise` is still pending after `ms`. */
+async function stillPending(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const pending = Symbol("pending");
+  const timer = delay(ms).then(() => pending);
+  return (await Promise.race([promise.then(() => null, () => null), timer])) === pending;
+}
+
+/** The descriptors this process has open. */
+function openFds(): Set<string> {
+  return new Set([...Deno.readDirSync("/proc/self/fd")].map((entry) => entry.name));
+}
+
+/** read(2)-family calls made so far by this process's threads other than the main one. */
+function offMainThreadReads(): number {
+  let total = 0;
+  for (const task of Deno.readDirSync("/proc/self/task")) {
+    if (Number(task.name) === Deno.pid) continue; // the main thread: this measurement's own reads
+    try {
+      const io = Deno.readTextFileSync(`/proc/self/task/${task.name}/io`);
+      total += Number(/^syscr: (\d+)$/m.exec(io)![1]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return total;
+}
+
+function isSyscallError(syscall: string, code: string): (err: unknown) => boolean {
+  return (err) => err instanceof SyscallError && err.syscall === syscall && err.code === code;
+}
+
+Deno.test("openDevice() passes bytes both ways over a pty", async () => {
+  await using pty = await ptyPair();
+  await using device = await openConnection(pty.a);
+  using host = await Deno.open(pty.b, { read: true, write: true });
+  await host.write(encoder.encode('{"execute":"guest-ping"}'));
+  assert.equal(await readBytes(device.connection, 24), '{"execute":"guest-ping"}');
+  await device.connection.write(encoder.encode('{"return": {}}\n'));
+  assert.equal(decoder.decode(await hostRead(host, 15)), '{"return": {}}\n');
+});
+
+Deno.test("read() delivers split and large input in order, in chunks of at most 4 KiB", async () => {
+  await using pty = await ptyPair();
+  await using device = await openConnection(pty.a);
+  using host = await Deno.open(pty.b, { read: true, write: true });
+  await host.write(encoder.encode('{"exec'));
+  assert.equal(await readBytes(device.connection, 6), '{"exec');
+  await host.write(encoder.encode('ute":"guest-ping"}'));
+  assert.equal(await readBytes(device.connection, 18), 'ute":"guest-ping"}');
+
+  const big = "x".repeat(50_000) + "y";
+  const writing = (async () => {
+    const bytes = encoder.encode(big);
+    for (let offset = 0; offset < bytes.length;) {
+      offset += await host.write(bytes.subarray(offset));
+    }
+  })();
+  let text = "";
+  while (text.length < big.length) {
+    const result = await withTimeout(device.connection.read(), 5000, "read");
+    assert.equal(result.type, "data");
+    const bytes = dataOf(result);
+    assert.ok(bytes.length <= 4096, `chunk of ${bytes.length} bytes`);
+    text += decoder.decode(bytes);
+  }
+  await writing;
+  assert.equal(text, big);
+});
+
+Deno.test("read() reports a hangup once when the pty's other side closes (EIO), without spinning", async () => {
+  await using pty = await ptyPair();
+  await using device = await openConnection(pty.a);
+  pty.socat.kill("SIGKILL"); // closes the master of side a: reads there now fail with EIO
+  await pty.socat.status;
+  const first = await withTimeout(device.connection.read(), 5000, "hangup");
+  assert.deepEqual(first, { type: "hangup" });
+  const next = device.connection.read();
+  const before = offMainThreadReads();
+  assert.equal(await stillPending(next, 2000), true, "a second hangup or data was reported");
+  const reads = offMainThreadReads() - before;
+  // 100 ms between retries: about 20 reads in 2 s; a busy loop would make many thousands.
+  assert.ok(reads <= 40, `read syscalls in 2 s after the hangup: ${reads}`);
+  device.transport.close();
+  assert.deepEqual(await next, { type: "closed" });
+});
+
+Deno.test("read() on a regular file: EOF is a hangup, and appended bytes are read after it", async () => {
+  const file = await Deno.makeTempFile({ prefix: "agent_test_" });
+  try {
+    await Deno.writeTextFile(file, "abc");
+    await using device = await openConnection(file);
+    assert.equal(await readBytes(device.connection, 3), "abc");
+    assert.deepEqual(await withTimeout(device.connection.read(), 5000, "hangup"), {
+      type: "hangup",
+    });
+    await Deno.writeTextFile(file, "def", { append: true });
+    assert.equal(await readBytes(device.connection, 3), "def");
+    assert.deepEqual(await withTimeout(device.connection.read(), 5000, "hangup"), {
+      type: "hangup",
+    });
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("a quiet, connected pty costs the reader no read calls", async () => {
+  await using pty = await ptyPair();
+  await using device = await openConnection(pty.a);
+  const next = device.connection.read();
+  const before = offMainThreadReads();
+  assert.equal(await stillPending(next, 1000), true);
+  const reads = offMainThreadReads() - before;
+  assert.ok(reads <= 3, `read syscalls in 1 s on a quiet port: ${reads}`);
+  device.transport.close();
+  assert.deepEqual(await next, { type: "closed" });
+});
+
+Deno.test("close() ends the reader promptly, closes both descriptors and answers reads with closed", async () => {
+  await using pty = await ptyPair();
+  const fdsBefore = openFds();
+  const device = await openConnection(pty.a);
+  assert.ok(openFds().size >= fdsBefore.size + 2, "device and eventfd are open");
+  const pending = device.connection.read();
+  device.transport.close();
+  assert.deepEqual(await pending, { type: "closed" });
+  await withTimeout(device.transport.finished, 1000, "reader end after close()");
+  assert.deepEqual(openFds(), fdsBefore);
+  assert.deepEqual(await device.connection.read(), { type: "closed" });
+  assert.equal(await device.transport.accept(), null);
+});
+
+Deno.test("write() waits out EAGAIN while the host does not read, and delivers everything after", async () => {
+  await using pty = await ptyPair();
+  await using device = await openConnection(pty.a);
+  // Far more than the two pty buffers and socat's buffer hold together.
+  const payload = new Uint8Array(1 << 20).map((_, index) => index % 251);
+  const writing = device.connection.write(payload);
+  assert.equal(await stillPending(writing, 300), true, "the write should be waiting on EAGAIN");
+  using host = await Deno.open(pty.b, { read: true, write: true });
+  const received = await hostRead(host, payload.length);
+  await withTimeout(writing, 5000, "write after the host drained");
+  assert.deepEqual(received, payload);
+});
+
+Deno.test("close() ends a write waiting on EAGAIN, and later writes are dropped", async () => {
+  await using pty = await ptyPair();
+  const device = await openConnection(pty.a);
+  const writing = device.connection.write(new Uint8Array(1 << 20));
+  assert.equal(await stillPending(writing, 300), true, "the write should be waiting on EAGAIN");
+  device.transport.close();
+  await withTimeout(writing, 1000, "write end after close()");
+  await device.connection.write(encoder.encode("late"));
+  await withTimeout(device.transport.finished, 1000, "reader end");
+});
+
+Deno.test("write() drops the bytes when the pty's other side has gone (EIO)", async () => {
+  await using pty = await ptyPair();
+  await using device = await openConnection(pty.a);
+  pty.socat.kill("SIGKILL");
+  await pty.socat.status;
+  assert.deepEqual(await withTimeout(device.connection.read(), 5000, "hangup"), {
+    type: "hangup",
+  });
+  await withTimeout(device.connection.write(encoder.encode("{}\n")), 1000, "write");
+});
+
+Deno.test("read() rejects with the SyscallError of a failed read, and the device is closed", async () => {
+  const fdsBefore = openFds();
+  // Readable by no one: read(2) fails with EINVAL (never written to, so harmless).
+  await using device = await openConnection("/proc/self/clear_refs");
+  await assert.rejects(device.connection.read(), isSyscallError("read", "EINVAL"));
+  await assert.rejects(device.connection.read(), isSyscallError("read", "EINVAL"));
+  await withTimeout(device.transport.finished, 1000, "reader end after the error");
+  assert.deepEqual(openFds(), fdsBefore);
+});
+
+Deno.test("openDevice() puts an isa-serial tty into raw mode", async () => {
+  await using pty = await ptyPair({ cookedA: true });
+  await using device = await openConnection(pty.a, "isa-serial");
+  const stty = await new Deno.Command("stty", { args: ["-F", pty.a, "-a"] }).output();
+  const modes = decoder.decode(stty.stdout);
+  for (const flag of ["-icanon", "-echo", "-isig", "-icrnl", "-ixon", "-opost"]) {
+    assert.match(modes, new RegExp(`(^|\\s)${flag}(\\s|$)`), `${flag} in ${modes}`);
+  }
+  using host = await Deno.open(pty.b, { read: true, write: true });
+  await host.write(encoder.encode("{}\r"));
+  assert.equal(await readBytes(device.connection, 3), "{}\r"); // no CR→NL translation
+});
+
+Deno.test("openDevice() throws SyscallError and leaks no descriptor when it cannot open or set up", async () => {
+  const fdsBefore = openFds();
+  await assert.rejects(
+    openDevice("virtio-serial", "/dev/agent_test_no_such_port", silentLogger),
+    isSyscallError("open", "ENOENT"),
+  );
+  const file = await Deno.makeTempFile({ prefix: "agent_test_" });
+  try {
+    await assert.rejects(
+      openDevice("isa-serial", file, silentLogger),
+      isSyscallError("tcgetattr", "ENOTTY"),
+    );
+  } finally {
+    await Deno.remove(file);
+  }
+  assert.deepEqual(openFds(), fdsBefore);
+});
