@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isLocalCommand, runLocalCommand } from "./src/cli.ts";
+import type { LocalCommand } from "./src/cli.ts";
 import { createRegistry } from "./src/commands/mod.ts";
 import { type Config, parseConfig, renderConfig, UsageError, usageText } from "./src/config/mod.ts";
 import { createLogger } from "./src/log.ts";
@@ -46,7 +46,12 @@ function stopSignal(): AbortSignal {
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
-  const local = first !== undefined && isLocalCommand(first) ? first : undefined;
+  // Local subcommands are words, never options: only they load cli.ts and the freeze engine it
+  // needs (the agent loads the engine on its first freeze command; start-up stays short).
+  const cli = first !== undefined && !first.startsWith("-")
+    ? await import("./src/cli.ts")
+    : undefined;
+  const local = cli?.isLocalCommand(first as string) ? first as LocalCommand : undefined;
   const env = { QGA_CONF: Deno.env.get("QGA_CONF") };
   const parsed = parseConfig(local ? rest : argv, env, readConfigFile);
   switch (parsed.action) {
@@ -66,8 +71,8 @@ async function main(argv: string[]): Promise<number> {
   const { config, extra, positionals } = parsed;
   const log = createLogger({ level: logLevel(config), logFile: config.logfile });
   const signal = stopSignal();
-  if (local) {
-    return await runLocalCommand(local, config, extra, positionals, { log, print, signal });
+  if (cli !== undefined && local !== undefined) {
+    return await cli.runLocalCommand(local, config, extra, positionals, { log, print, signal });
   }
   return await startAgent(config, log, {
     argv: local ? rest : argv,

@@ -10,6 +10,7 @@
  */
 
 import type { Config } from "./config/mod.ts";
+import { SHUTDOWN_PROGRAM } from "./commands/system/shutdown.ts";
 import { LIBC_CANDIDATES } from "./linux/libc.ts";
 
 /** The permission set as lists (for tests and the README), before it is rendered as flags. */
@@ -19,6 +20,8 @@ export interface PermissionSet {
   run: string[];
   ffi: string[];
   env: string[];
+  /** `--allow-sys` API names. */
+  sys: string[];
   net: string[];
   /** `--unstable-vsock` is needed for the vsock transport. */
   unstableVsock: boolean;
@@ -49,6 +52,9 @@ export function denoRunOptions(): PermissionOptions {
 /** Environment variables the agent reads. */
 export const AGENT_ENV_VARS: readonly string[] = ["QGA_CONF", "LISTEN_FDS", "LISTEN_PID"];
 
+/** Deno system-information APIs the agent calls (`guest-get-host-name`, network interfaces). */
+export const AGENT_SYS_APIS: readonly string[] = ["hostname", "networkInterfaces"];
+
 /** Read-only system paths the agent needs besides the freeze scope. */
 const SYSTEM_READ_PATHS: readonly string[] = [
   "/proc/self/mountinfo",
@@ -56,6 +62,12 @@ const SYSTEM_READ_PATHS: readonly string[] = [
   "/sys/dev/block",
   "/sys/block",
   "/sys/devices",
+  // guest-get-osinfo, guest-get-timezone, guest-get-users, guest-get-fsinfo's disk serials.
+  "/etc/os-release",
+  "/usr/lib/os-release",
+  "/etc/localtime",
+  "/var/run/utmp",
+  "/run/udev/data",
 ];
 
 /** Derives the permission set from the effective configuration. */
@@ -67,7 +79,7 @@ export function permissionSet(config: Config, options: PermissionOptions): Permi
     ...config.fsfreezeScope,
   ]);
   const write = new Set<string>([config.statedir]);
-  const run = new Set<string>([options.selfExecutable]);
+  const run = new Set<string>([options.selfExecutable, SHUTDOWN_PROGRAM]);
   if (options.sourceDir !== undefined) read.add(options.sourceDir);
   const net: string[] = [];
   if (config.fsfreezeHook !== undefined) {
@@ -83,6 +95,7 @@ export function permissionSet(config: Config, options: PermissionOptions): Permi
     run: [...run],
     ffi: [...LIBC_CANDIDATES],
     env: [...AGENT_ENV_VARS],
+    sys: [...AGENT_SYS_APIS],
     net,
     unstableVsock: config.method === "vsock-listen",
   };
@@ -135,6 +148,7 @@ export function permissionFlags(set: PermissionSet): string[] {
   add("run", set.run);
   add("ffi", set.ffi);
   add("env", set.env);
+  add("sys", set.sys);
   add("net", set.net);
   if (set.unstableVsock) flags.push("--unstable-vsock");
   return flags;

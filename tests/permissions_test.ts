@@ -40,7 +40,7 @@ Deno.test("permissionSet() derives read/write/run/net from the configuration", (
   for (const path of ["/run/st", "/var/log/a.log", "/run/q.sock"]) {
     assert.ok(set.write.includes(path), `write ${path}`);
   }
-  assert.deepEqual(set.run, ["/usr/sbin/fsfreeze-agent", "/etc/h"]);
+  assert.deepEqual(set.run, ["/usr/sbin/fsfreeze-agent", "/sbin/shutdown", "/etc/h"]);
   assert.deepEqual(set.net, ["unix:/run/q.sock", "unix:/run/q.sock.new"]);
   assert.equal(set.unstableVsock, false);
 });
@@ -66,4 +66,23 @@ Deno.test("denoRunOptions() adds the source dir for Workers only under deno run"
   assert.ok(
     !permissionSet(config([]), { selfExecutable: "/x" }).read.some((p) => p.endsWith("/src")),
   );
+});
+
+Deno.test("agentFlags() grants only the named sys APIs and read on the guest-info files", () => {
+  const flags = agentFlags(config(["--fsfreeze-scope=/srv"]), { selfExecutable: "/x" });
+  assert.ok(flags.includes("--allow-sys=hostname,networkInterfaces"));
+  const read = flags.find((flag) => flag.startsWith("--allow-read="))!.split("=")[1]!.split(",");
+  for (
+    const path of [
+      "/etc/os-release",
+      "/usr/lib/os-release",
+      "/etc/localtime",
+      "/var/run/utmp",
+      "/run/udev/data",
+    ]
+  ) {
+    assert.ok(read.includes(path), `read ${path}`);
+  }
+  const run = flags.find((flag) => flag.startsWith("--allow-run="));
+  assert.equal(run, "--allow-run=/x,/sbin/shutdown");
 });

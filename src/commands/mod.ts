@@ -8,6 +8,11 @@
 import { Registry } from "../protocol/registry.ts";
 import { type BasicContext, registerBasicCommands } from "./basic.ts";
 import { type FsfreezeContext, registerFsfreezeCommands, REPORT_COMMAND } from "./fsfreeze.ts";
+import {
+  registerGuestInfoCommands,
+  registerShutdownCommand,
+  registerTimeCommands,
+} from "./system/mod.ts";
 
 /** Everything a command handler can reach. */
 export interface AgentContext extends BasicContext, FsfreezeContext {}
@@ -16,6 +21,11 @@ export interface AgentContext extends BasicContext, FsfreezeContext {}
 export function createRegistry(): Registry<AgentContext> {
   const registry = new Registry<AgentContext>([REPORT_COMMAND]);
   registerBasicCommands(registry);
+  // qemu-ga has guest-get-time between guest-ping and guest-info; basic.ts registers those four
+  // together, so it comes right after them here.
+  registerTimeCommands(registry);
+  registerShutdownCommand(registry);
   registerFsfreezeCommands(registry);
+  registerGuestInfoCommands(registry);
   return registry;
 }

@@ -76,7 +76,7 @@ export async function openDevice(
 
 /** Starts a reader Worker and waits until its modules have loaded. */
 function startReaderWorker(): Promise<Worker> {
-  const worker = new Worker(READER_MODULE, { type: "module" });
+  const worker = new Worker(READER_MODULE, { type: "module", name: "device-reader" });
   return new Promise((resolve, reject) => {
     worker.onmessage = (event: MessageEvent<ReaderEvent>) => {
       if (event.data.type === "ready") resolve(worker);

@@ -22,6 +22,14 @@ import {
   realpath,
   stat,
 } from "../../src/linux/libc.ts";
+import {
+  EFD_NONBLOCK,
+  eventfd,
+  Poll,
+  poll,
+  read as libcRead,
+  write as libcWrite,
+} from "../../src/linux/libc.ts";
 import { fileType } from "../../src/linux/structs.ts";
 
 function isSyscallError(syscall: string, code: string): (err: unknown) => boolean {
@@ -278,4 +286,31 @@ Deno.test("readDir() throws SyscallError from opendir() for a missing path or a 
     assert.throws(() => readDir(`${dir}/missing`), isSyscallError("opendir", "ENOENT"));
     assert.throws(() => readDir(`${dir}/file`), isSyscallError("opendir", "ENOTDIR"));
   });
+});
+
+Deno.test("write() throws SyscallError EBADF for fd -1", () => {
+  assert.throws(
+    () => libcWrite(-1, new Uint8Array(1)),
+    (e) => e instanceof SyscallError && e.code === "EBADF" && e.syscall === "write",
+  );
+});
+
+Deno.test("poll() and read() on an eventfd: timeout, then readable, then EAGAIN", () => {
+  const fd = eventfd(EFD_NONBLOCK);
+  try {
+    const entries = [{ fd, events: Poll.POLLIN, revents: 0 }];
+    assert.equal(poll(entries, 0), 0, "a fresh eventfd is not readable");
+    const one = new Uint8Array(8);
+    new DataView(one.buffer).setBigUint64(0, 1n, true);
+    assert.equal(libcWrite(fd, one), 8);
+    assert.equal(poll(entries, 0), 1);
+    assert.equal(entries[0]!.revents & Poll.POLLIN, Poll.POLLIN);
+    assert.equal(libcRead(fd, new Uint8Array(8)), 8);
+    assert.throws(
+      () => libcRead(fd, new Uint8Array(8)),
+      (e) => e instanceof SyscallError && e.code === "EAGAIN",
+    );
+  } finally {
+    close(fd);
+  }
 });

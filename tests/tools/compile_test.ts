@@ -24,6 +24,14 @@ const DENORT_VARS = "DENORT_BIN,DENORT_BIN_X86_64,DENORT_BIN_AARCH64";
 /** A proxy address nothing listens on: any download fails at once, network or not. */
 const REFUSING_PROXY = "http://127.0.0.1:9";
 const HOST_ARCH = Deno.build.arch as Arch;
+/** Read for guest-get-osinfo, -timezone, -users and -fsinfo (src/permissions.ts). */
+const SYSTEM_INFO_READ_PATHS = [
+  "/etc/os-release",
+  "/usr/lib/os-release",
+  "/etc/localtime",
+  "/var/run/utmp",
+  "/run/udev/data",
+];
 
 interface ToolRun {
   code: number;
@@ -111,6 +119,7 @@ Deno.test("compile --print-flags derives every permission list from a site confi
           "/sys/dev/block",
           "/sys/block",
           "/sys/devices",
+          ...SYSTEM_INFO_READ_PATHS,
           "/run/fsfreeze-agent",
           "/srv",
           "/var/lib/mysql",
@@ -125,9 +134,10 @@ Deno.test("compile --print-flags derives every permission list from a site confi
           sock,
           `${sock}.new`,
         ]],
-        ["--allow-run", [DEFAULT_INSTALL_PATH, "/usr/local/libexec/site-hook"]],
+        ["--allow-run", [DEFAULT_INSTALL_PATH, "/sbin/shutdown", "/usr/local/libexec/site-hook"]],
         ["--allow-ffi", [...LIBC_CANDIDATES]],
         ["--allow-env", ["QGA_CONF", "LISTEN_FDS", "LISTEN_PID"]],
+        ["--allow-sys", ["hostname", "networkInterfaces"]],
         ["--allow-net", [`unix:${sock}`, `unix:${sock}.new`]],
       ]),
     );
@@ -145,6 +155,7 @@ Deno.test("compile --print-flags gives the serial unit read on / and its port by
     "/sys/dev/block",
     "/sys/block",
     "/sys/devices",
+    ...SYSTEM_INFO_READ_PATHS,
     "/run",
     "/",
     "/etc/qemu/fsfreeze-hook",
@@ -153,6 +164,7 @@ Deno.test("compile --print-flags gives the serial unit read on / and its port by
   assert.deepEqual(flags.get("--allow-write"), ["/run", "/run/fsfreeze-agent.pid", port]);
   assert.deepEqual(flags.get("--allow-run"), [
     "/usr/sbin/fsfreeze-agent",
+    "/sbin/shutdown",
     "/etc/qemu/fsfreeze-hook",
   ]);
   assert.equal(flags.has("--allow-net"), false);

@@ -17,6 +17,12 @@ async function readSyscalls(pid: number): Promise<number> {
   return Number(/^syscr: (\d+)$/m.exec(io)![1]);
 }
 
+/** A temporary directory, removed with everything in it on dispose (after the agent in it). */
+async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "agent_test_" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
+
 async function waitFor(
   check: () => Promise<boolean> | boolean,
   what: string,
@@ -30,7 +36,8 @@ async function waitFor(
 }
 
 Deno.test("virtio-serial: EOF (host gone) is polled at most ~10 times/s, input resumes after (item 28)", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
+  await using temp = await tempDir();
+  const dir = temp.path;
   const port = `${dir}/port`;
   await Deno.writeTextFile(port, "");
   await using agent = await spawnAgent({
@@ -58,7 +65,8 @@ Deno.test("virtio-serial: EOF (host gone) is polled at most ~10 times/s, input r
 });
 
 Deno.test("virtio-serial: a pty whose other side closed (EIO) does not spin the agent", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
+  await using temp = await tempDir();
+  const dir = temp.path;
   const link = `${dir}/vport`;
   const socat = new Deno.Command("socat", {
     args: [`pty,raw,echo=0,link=${link}`, "STDIO"],
@@ -107,7 +115,8 @@ Deno.test("virtio-serial: a pty whose other side closed (EIO) does not spin the 
 });
 
 Deno.test("isa-serial: the tty is put in raw mode and requests are answered over the pty", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
+  await using temp = await tempDir();
+  const dir = temp.path;
   const agentSide = `${dir}/ttyS`;
   const hostSide = `${dir}/host`;
   // The agent's side starts in the default (cooked, echoing) mode; the agent must make it raw.
@@ -154,6 +163,64 @@ Deno.test("isa-serial: the tty is put in raw mode and requests are answered over
   }
 });
 
+Deno.test("virtio-serial: with no -m/-p the agent answers guest-ping on /dev/virtio-ports/org.qemu.guest_agent.0 (item 1)", async () => {
+  const portDir = "/dev/virtio-ports";
+  const port = `${portDir}/org.qemu.guest_agent.0`;
+  if (await Deno.lstat(portDir).then(() => true, () => false)) {
+    throw new Error(
+      `${portDir} exists on this machine: this test stands in a pty for the port only where ` +
+        "there is none, and never touches a real one; run it in a VM without a virtio-serial port",
+    );
+  }
+  await using temp = await tempDir();
+  const dir = temp.path;
+  const agentSide = `${dir}/port`;
+  const hostSide = `${dir}/host`;
+  const socat = new Deno.Command("socat", {
+    args: [`pty,raw,echo=0,link=${agentSide}`, `pty,raw,echo=0,link=${hostSide}`],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  let createdDir = false;
+  try {
+    await waitFor(async () =>
+      (await Deno.lstat(agentSide).then(() => true, () => false)) &&
+      (await Deno.lstat(hostSide).then(() => true, () => false)), "pty links");
+    await Deno.mkdir(portDir); // fails if it appeared meanwhile: then it is not ours to remove
+    createdDir = true;
+    // As udev does: the port name is a symlink to the character device.
+    await Deno.symlink(await Deno.realPath(agentSide), port);
+    await using agent = await spawnAgent({ dir, customChannel: true, args: [] });
+    await agent.waitForLog("channel opened");
+    assert.ok(agent.stderr.includes(port), agent.stderr);
+    using host = await Deno.open(hostSide, { read: true, write: true });
+    await host.write(encoder.encode('{"execute":"guest-ping"}'));
+    const buffer = new Uint8Array(256);
+    let received = "";
+    await withTimeout(
+      (async () => {
+        while (!received.includes("\n")) {
+          const count = await host.read(buffer);
+          if (count === null) break;
+          received += decoder.decode(buffer.subarray(0, count));
+        }
+      })(),
+      10_000,
+      "reply on the default virtio-serial path",
+    );
+    assert.equal(received, '{"return": {}}\n');
+    assert.equal((await agent.stop("SIGTERM")).code, 0);
+  } finally {
+    if (createdDir) {
+      await Deno.remove(port).catch(() => {});
+      await Deno.remove(portDir);
+    }
+    socat.kill("SIGTERM");
+    await socat.status;
+  }
+});
+
 Deno.test("unix-listen serves one client at a time and the next after a disconnect (item 29)", async () => {
   await using agent = await spawnAgent();
   const first = await agent.connect();
@@ -172,7 +239,8 @@ Deno.test("unix-listen serves one client at a time and the next after a disconne
 });
 
 Deno.test("unix-listen socket is owner-only and a stale socket is replaced", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
+  await using temp = await tempDir();
+  const dir = temp.path;
   const stale = Deno.listen({ transport: "unix", path: `${dir}/qga.sock` });
   stale.close(); // Deno leaves the file behind: a stale socket
   await using agent = await spawnAgent({ dir });
@@ -195,7 +263,8 @@ Deno.test("unix-listen refuses to take over a live socket or a non-socket path",
   const status = await withTimeout(second.status(), 15_000, "second agent exit");
   assert.equal(status.code, 1);
   assert.match(second.stderr, /already listening/);
-  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
+  await using temp = await tempDir();
+  const dir = temp.path;
   await Deno.writeTextFile(`${dir}/qga.sock`, "not a socket");
   await using third = await spawnAgent({ dir, waitReady: false });
   assert.equal((await withTimeout(third.status(), 15_000, "third agent exit")).code, 1);
