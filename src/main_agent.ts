@@ -8,11 +8,11 @@
 import { runAgent } from "./agent.ts";
 import { createRegistry } from "./commands/mod.ts";
 import { type Config, ConfigError } from "./config/mod.ts";
-import { FreezeController } from "./fsfreeze/controller.ts";
-import { loadLibc } from "./linux/libc.ts";
+import type { FreezeController } from "./fsfreeze/controller.ts";
+import { LazyFreezeController } from "./fsfreeze/lazy_controller.ts";
 import type { AgentLogger } from "./log.ts";
 import { missingPermissions } from "./permission_check.ts";
-import { selfCommand } from "./self_exec.ts";
+import type { SelfCommand } from "./self_exec.ts";
 
 /** What main passes in. */
 export interface StartOptions {
@@ -30,7 +30,6 @@ export async function startAgent(
   log: AgentLogger,
   options: StartOptions,
 ): Promise<number> {
-  loadLibc();
   const missing = missingPermissions(config);
   if (missing.length > 0) {
     throw new ConfigError(
@@ -39,19 +38,29 @@ export async function startAgent(
         "rebuild it with: deno task compile --config <file>)",
     );
   }
-  if (config.daemonize && !options.detachedChild) return daemonize(config, options.argv);
+  if (config.daemonize && !options.detachedChild) return await daemonize(config, options.argv);
 
   const registry = createRegistry();
   registry.setFilters(config.allowRpcs, config.blockRpcs);
   const pidfile = new Pidfile(config, log);
-  const freezer = new FreezeController({
-    config,
-    log,
-    spawnWatchdog: (cycle) => spawnWatchdog(config, options.argv, cycle),
-    onThawed: () => {
-      log.openFile();
-      pidfile.writeIfDue();
-    },
+  // The freeze engine (and libc) load on the first freeze command, or now to recover a cycle.
+  const freezer = new LazyFreezeController(config.statedir, async (): Promise<FreezeController> => {
+    const [{ FreezeController }, { selfCommand }, { loadLibc }] = await Promise.all([
+      import("./fsfreeze/controller.ts"),
+      import("./self_exec.ts"),
+      import("./linux/libc.ts"),
+    ]);
+    loadLibc();
+    return new FreezeController({
+      config,
+      log,
+      spawnWatchdog: (cycle) =>
+        spawnWatchdog(selfCommand(config, ["watchdog", cycle, ...options.argv])),
+      onThawed: () => {
+        log.openFile();
+        pidfile.writeIfDue();
+      },
+    });
   });
   await freezer.recover();
   if (!freezer.frozen) {
@@ -70,8 +79,7 @@ export async function startAgent(
   return 0;
 }
 
-function spawnWatchdog(config: Config, argv: readonly string[], cycle: string): Deno.ChildProcess {
-  const { command, args } = selfCommand(config, ["watchdog", cycle, ...argv]);
+function spawnWatchdog({ command, args }: SelfCommand): Deno.ChildProcess {
   const child = new Deno.Command(command, {
     args,
     stdin: "null",
@@ -84,7 +92,8 @@ function spawnWatchdog(config: Config, argv: readonly string[], cycle: string): 
   return child;
 }
 
-function daemonize(config: Config, argv: readonly string[]): number {
+async function daemonize(config: Config, argv: readonly string[]): Promise<number> {
+  const { selfCommand } = await import("./self_exec.ts");
   const { command, args } = selfCommand(config, [...argv, "--detached-child"]);
   const child = new Deno.Command(command, {
     args,

@@ -7,7 +7,7 @@
  */
 
 import { isLocalCommand } from "../src/cli.ts";
-import { parseConfig, type ParseResult } from "../src/config/mod.ts";
+import { DEFAULTS, parseConfig, type ParseResult } from "../src/config/mod.ts";
 import { agentFlags, denoRunOptions } from "../src/permissions.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -25,16 +25,33 @@ function readConfigFile(path: string): string | undefined {
  *  only prints its usage error). */
 export function flagsFor(argv: readonly string[], env: { QGA_CONF?: string }): string[] {
   const options = argv[0] !== undefined && isLocalCommand(argv[0]) ? argv.slice(1) : argv;
+  // The agent prints its own usage or configuration error; it may read only its config file.
+  const minimal = [
+    "--no-prompt",
+    "--allow-env=QGA_CONF",
+    `--allow-read=${configPaths(options, env)}`,
+  ];
   let parsed: ParseResult;
   try {
     parsed = parseConfig(options, env, readConfigFile);
   } catch {
-    return ["--no-prompt", "--allow-env=QGA_CONF"];
+    return minimal;
   }
   if (parsed.action === "run" || parsed.action === "dump") {
     return agentFlags(parsed.config, denoRunOptions());
   }
-  return ["--no-prompt", "--allow-env=QGA_CONF", "--allow-read"];
+  return minimal;
+}
+
+/** Every config file the arguments could name (`-c`, `--config`), else $QGA_CONF or the default. */
+function configPaths(argv: readonly string[], env: { QGA_CONF?: string }): string {
+  const named: string[] = [];
+  argv.forEach((arg, i) => {
+    if ((arg === "-c" || arg === "--config") && argv[i + 1] !== undefined) named.push(argv[i + 1]!);
+    else if (arg.startsWith("--config=")) named.push(arg.slice("--config=".length));
+    else if (/^-c./.test(arg)) named.push(arg.slice(2));
+  });
+  return [...named, env.QGA_CONF ?? DEFAULTS.configPath].join(",");
 }
 
 if (import.meta.main) {

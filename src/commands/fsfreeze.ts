@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { FreezeController } from "../fsfreeze/controller.ts";
+import type { FreezeService } from "../fsfreeze/lazy_controller.ts";
 import type { DispatchContext } from "../protocol/dispatch.ts";
 import type { Registry } from "../protocol/registry.ts";
 
@@ -16,7 +16,7 @@ export const REPORT_COMMAND = "__io.github.fsfreeze-agent_guest-fsfreeze-report"
 
 /** What the freeze commands need from the agent. */
 export interface FsfreezeContext extends DispatchContext {
-  freezer: FreezeController;
+  freezer: FreezeService;
 }
 
 /** Registers the freeze commands in qemu-ga's order, then the report command. */

@@ -162,7 +162,7 @@ export class FreezeController {
     const warm = selection.mounts.length > 1 ? prepareFreezer().catch(() => {}) : undefined;
 
     // The application stalls from the freeze hook's start (or the first FIFREEZE) until thaw.
-    const hookStartedAt = Date.now();
+    const hookStartedAt = performance.now();
     if (state.hook !== null) {
       const phase = await runPhase(config, state.hook, "freeze", deadline, log);
       report.hooks.push(phase.report);
@@ -180,7 +180,7 @@ export class FreezeController {
     await warm;
     this.#enterFrozen();
     const outcomes = await this.#freezeOrRollBack(selection.waves, report);
-    report.freezeWindowUs = micros(Date.now() - hookStartedAt);
+    report.freezeWindowUs = micros(performance.now() - hookStartedAt);
     report.mounts.push(...outcomes.map((o) => mountReport(o, selection.mounts)));
     const frozen = outcomes.filter((o) => o.status === "frozen");
     report.frozenCount = frozen.length;

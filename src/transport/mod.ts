@@ -9,7 +9,6 @@
 import type { Config } from "../config/mod.ts";
 import { parseVsockAddress, validateMethod } from "../config/mod.ts";
 import type { Logger } from "../log.ts";
-import { openDevice } from "./device.ts";
 import { listenUnix, listenVsock } from "./socket.ts";
 
 /** The result of one read from a connection. */
@@ -46,7 +45,8 @@ export function openTransport(config: Config, log: Logger): Promise<Transport> {
   switch (method) {
     case "virtio-serial":
     case "isa-serial":
-      return openDevice(method, config.path, log);
+      // Loaded only for a serial channel: socket transports never pay for it at start-up.
+      return import("./device.ts").then(({ openDevice }) => openDevice(method, config.path, log));
     case "unix-listen":
       return listenUnix(config.path, log);
     case "vsock-listen":

@@ -154,3 +154,45 @@ Deno.test("deno task start runs the agent in the foreground and stops cleanly on
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("-d daemonizes: the parent exits 0, the daemon serves and writes its pidfile", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
+  const socket = `${dir}/qga.sock`;
+  const pidfile = `${dir}/agent.pid`;
+  const run = await runMain([
+    "-d",
+    "-m",
+    "unix-listen",
+    "-p",
+    socket,
+    "-t",
+    dir,
+    "-f",
+    pidfile,
+    `--fsfreeze-scope=${dir}/none`,
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  let pid = 0;
+  try {
+    const until = Date.now() + 15_000;
+    while (pid === 0 && Date.now() < until) {
+      pid = Number(await Deno.readTextFile(pidfile).catch(() => "0"));
+      if (pid === 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(pid > 0, "pidfile written");
+    const conn = await Deno.connect({ transport: "unix", path: socket });
+    await conn.write(new TextEncoder().encode('{"execute":"guest-ping"}'));
+    const buffer = new Uint8Array(64);
+    const count = await conn.read(buffer);
+    conn.close();
+    assert.equal(decoder.decode(buffer.subarray(0, count ?? 0)), '{"return": {}}\n');
+  } finally {
+    if (pid > 0) Deno.kill(pid, "SIGTERM");
+    const until = Date.now() + 10_000;
+    while (await Deno.lstat(pidfile).then(() => true, () => false) && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(await Deno.lstat(pidfile).then(() => true, () => false), false, "pidfile removed");
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -87,6 +87,7 @@ export function parseTzif(bytes: Uint8Array): Tzif {
     offset += HEADER_BYTES;
     timeBytes = 8;
   }
+  const dataStart = offset;
   const transitions: number[] = [];
   for (let i = 0; i < counts.time; i++) {
     const at = offset + i * timeBytes;
@@ -108,7 +109,7 @@ export function parseTzif(bytes: Uint8Array): Tzif {
       abbreviation: new TextDecoder().decode(chars.subarray(index, end === -1 ? undefined : end)),
     });
   }
-  offset += dataBytes(counts, timeBytes);
+  offset = dataStart + dataBytes(counts, timeBytes);
   if (offset > bytes.byteLength) throw new RangeError("truncated TZif file");
   let footer: PosixTz | undefined;
   if (timeBytes === 8) {

@@ -103,8 +103,8 @@ Deno.test("guest-get-host-name, -timezone and -osinfo agree with hostname, date,
   assert.equal(os.machine, (await run("uname", "-m")).trim());
   // The shell is the reference reader of os-release(5).
   const keys = ["ID", "NAME", "PRETTY_NAME", "VERSION", "VERSION_ID", "VARIANT", "VARIANT_ID"];
-  const script = `. /etc/os-release; for k in ${keys.join(" ")}; do ` +
-    `eval "if [ -n \\"\\\${$k+x}\\" ]; then printf '%s=%s\\n' $k \\"\\$$k\\"; fi"; done`;
+  const script = ". /etc/os-release; " +
+    keys.map((key) => `[ -z "\${${key}+set}" ] || printf '%s\\n' "${key}=$${key}"`).join("; ");
   const expected = Object.fromEntries(
     (await run("sh", "-c", script)).split("\n").filter((l) => l !== "").map((line) => {
       const [key, ...value] = line.split("=");
