@@ -15,8 +15,8 @@ export interface BasicContext extends DispatchContext {
   log: Logger;
 }
 
-/** Registers the four protocol commands. */
-export function registerBasicCommands<Ctx extends BasicContext>(registry: Registry<Ctx>): void {
+/** Registers `guest-sync-delimited`, `guest-sync` and `guest-ping`, in qemu-ga's order. */
+export function registerSyncCommands<Ctx extends BasicContext>(registry: Registry<Ctx>): void {
   registry.register({
     name: "guest-sync-delimited",
     args: [{ name: "id", type: "int" }],
@@ -34,6 +34,10 @@ export function registerBasicCommands<Ctx extends BasicContext>(registry: Regist
       return {};
     },
   });
+}
+
+/** Registers `guest-info`, which lists every command registered (before or after it). */
+export function registerInfoCommand<Ctx extends BasicContext>(registry: Registry<Ctx>): void {
   registry.register({
     name: "guest-info",
     handler: (_args, ctx) => ({

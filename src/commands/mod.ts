@@ -6,7 +6,7 @@
  */
 
 import { Registry } from "../protocol/registry.ts";
-import { type BasicContext, registerBasicCommands } from "./basic.ts";
+import { type BasicContext, registerInfoCommand, registerSyncCommands } from "./basic.ts";
 import { type FsfreezeContext, registerFsfreezeCommands, REPORT_COMMAND } from "./fsfreeze.ts";
 import {
   registerGuestInfoCommands,
@@ -20,10 +20,9 @@ export interface AgentContext extends BasicContext, FsfreezeContext {}
 /** A registry with every command; its handlers need an {@link AgentContext}. */
 export function createRegistry(): Registry<AgentContext> {
   const registry = new Registry<AgentContext>([REPORT_COMMAND]);
-  registerBasicCommands(registry);
-  // qemu-ga has guest-get-time between guest-ping and guest-info; basic.ts registers those four
-  // together, so it comes right after them here.
+  registerSyncCommands(registry);
   registerTimeCommands(registry);
+  registerInfoCommand(registry);
   registerShutdownCommand(registry);
   registerFsfreezeCommands(registry);
   registerGuestInfoCommands(registry);

@@ -1,19 +1,26 @@
 /**
- * The read loop of a device channel (virtio-serial, isa-serial), run in its own Worker by
- * device_reader_worker.ts, and the messages and shared words it uses to talk to device.ts.
+ * The read loop of a descriptor channel, run in its own Worker by device_reader_worker.ts, and the
+ * messages and shared words it uses to talk to device.ts: a device (virtio-serial, isa-serial) or
+ * a client accepted on a socket-activated listener (activated.ts).
  *
- * The loop blocks in poll(2) on the device and on an eventfd (the doorbell device.ts rings to stop
- * it), so a quiet channel costs no wakeups and a stop is seen at once. What it reads it posts to the
- * main thread. End of file, POLLHUP without data and EIO (a pty whose other side closed) mean "no
- * host": it reports a hangup once, then tries again every {@link HANGUP_RETRY_MS} (qemu-ga's
- * `g_usleep(G_USEC_PER_SEC / 10)`, at most 10 wakeups/s). Any other error is posted and ends it.
+ * The loop blocks in poll(2) on the descriptor and on an eventfd (the doorbell device.ts rings to
+ * stop it), so a quiet channel costs no wakeups and a stop is seen at once. What it reads it posts
+ * to the main thread. What end of file means depends on the channel ({@link EndOfFile}):
+ * - a device: end of file, POLLHUP without data and EIO (a pty whose other side closed) mean "no
+ *   host": it reports a hangup once, then tries again every {@link HANGUP_RETRY_MS} (qemu-ga's
+ *   `g_usleep(G_USEC_PER_SEC / 10)`, at most 10 wakeups/s);
+ * - a socket: end of file (or a reset) means the client has gone: it reports "closed" once and
+ *   reads no more, but keeps the descriptor open until the main thread stops it, so a reply the
+ *   agent is still writing never lands on a reused descriptor number.
+ *
+ * Any other error is posted and ends the loop.
  *
  * Nothing here runs on the main thread except the type and constant exports.
  *
  * @module
  */
 
-import { Errno, SyscallError } from "../linux/errno.ts";
+import { Errno, errnoNumber, SyscallError } from "../linux/errno.ts";
 import { close, Poll, poll, type PollFd, read } from "../linux/libc.ts";
 
 /** How long to wait before reading again after a hangup or EAGAIN (qemu-ga: 100 ms). */
@@ -51,10 +58,15 @@ export const Owner = {
   CLOSED: 2,
 } as const;
 
+/** What end of file means: the host is away for now (a device), or the client has gone (a socket). */
+export type EndOfFile = "hangup" | "closed";
+
 /** What device.ts sends to start the loop. */
 export interface ReaderStart {
-  /** The device, opened non-blocking. */
+  /** The device or connected socket, non-blocking. */
   fd: number;
+  /** What end of file means on it. */
+  endOfFile: EndOfFile;
   /** An eventfd that becomes readable when the loop must stop. */
   wakeFd: number;
   /** For error messages. */
@@ -69,6 +81,8 @@ export type ReaderEvent =
   | { type: "ready" }
   | { type: "data"; bytes: Uint8Array }
   | { type: "hangup" }
+  /** End of file on a socket: the client has gone (posted once; the loop then waits for stop). */
+  | { type: "closed" }
   | { type: "error"; syscall: string; errno: number; path: string }
   /** The loop ended (after a stop or an error) and closed the device, if it was its to close. */
   | { type: "stopped" };
@@ -76,8 +90,11 @@ export type ReaderEvent =
 /** Where the loop posts its events (the Worker's `postMessage`). */
 export type PostEvent = (event: ReaderEvent, transfer?: Transferable[]) => void;
 
-/** What one read attempt found: go on at once, or after a pause, or end the loop. */
-type ReadOutcome = "next" | "pause" | "stop";
+/**
+ * What one read attempt found: go on at once, or after a pause, or end the loop now, or end it
+ * once the main thread asks (the client has gone).
+ */
+type ReadOutcome = "next" | "pause" | "stop" | "ended";
 
 /**
  * Runs the read loop until the main thread stops it or a read fails, then closes the device.
@@ -120,8 +137,14 @@ class DeviceReader {
     while (this.#waitForRoom()) {
       const outcome = this.#readOnce();
       if (outcome === "stop") return;
+      if (outcome === "ended") return this.#waitForStop();
       if (outcome === "pause") this.#sleep(HANGUP_RETRY_MS);
     }
+  }
+
+  /** Holds the descriptor open until the main thread has closed the connection. */
+  #waitForStop(): void {
+    while (!this.#stopped()) Atomics.wait(this.#control, Control.STOP, 0);
   }
 
   #stopped(): boolean {
@@ -165,10 +188,14 @@ class DeviceReader {
       if (isErrno(err, Errno.EINTR)) return "next";
       // qemu-ga pauses on EAGAIN as on EOF: a port that polls ready but has nothing must not spin.
       if (isErrno(err, Errno.EAGAIN)) return "pause";
-      if (isErrno(err, Errno.EIO)) return this.#hangup(); // a pty whose other side closed
+      if (this.#start.endOfFile === "closed") {
+        if (PEER_GONE.some((errno) => isErrno(err, errno))) return this.#closed();
+      } else if (isErrno(err, Errno.EIO)) {
+        return this.#hangup(); // a pty whose other side closed
+      }
       return this.#fail(err);
     }
-    if (count === 0) return this.#hangup();
+    if (count === 0) return this.#start.endOfFile === "closed" ? this.#closed() : this.#hangup();
     this.#hungUp = false;
     const bytes = this.#buffer.slice(0, count);
     Atomics.add(this.#control, Control.PENDING, 1);
@@ -185,6 +212,12 @@ class DeviceReader {
     return "pause";
   }
 
+  /** Reports that the client has gone; the loop reads no more. */
+  #closed(): ReadOutcome {
+    this.#post({ type: "closed" });
+    return "ended";
+  }
+
   /** Posts a failed system call, which ends the loop; anything else is a bug and is thrown. */
   #fail(err: unknown): ReadOutcome {
     if (!(err instanceof SyscallError)) throw err;
@@ -193,6 +226,9 @@ class DeviceReader {
     return "stop";
   }
 }
+
+/** Read errors of a socket whose peer has gone: ECONNRESET, ETIMEDOUT (a dead vsock peer). */
+const PEER_GONE: readonly number[] = [errnoNumber("ECONNRESET"), errnoNumber("ETIMEDOUT")];
 
 function isErrno(err: unknown, errno: number): boolean {
   return err instanceof SyscallError && err.errno === errno;

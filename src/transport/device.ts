@@ -13,10 +13,13 @@
  *   while the host is away, a full pty) is retried after a growing pause of at most 100 ms, so the
  *   agent's event loop never blocks on the host, and qemu-ga's busy-spin on EAGAIN is avoided.
  *
+ * The same connection serves a client accepted on a socket-activated listener (activated.ts,
+ * through {@link openFdConnection}); there end of file means the client has gone ("closed").
+ *
  * @module
  */
 
-import { Errno, SyscallError } from "../linux/errno.ts";
+import { Errno, errnoNumber, SyscallError } from "../linux/errno.ts";
 import {
   close,
   EFD_NONBLOCK,
@@ -32,6 +35,7 @@ import type { Logger } from "../log.ts";
 import {
   Control,
   CONTROL_WORDS,
+  type EndOfFile,
   Owner,
   type ReaderEvent,
   type ReaderStart,
@@ -59,14 +63,42 @@ export async function openDevice(
   log: Logger,
 ): Promise<DeviceTransport> {
   const fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
-  let wakeFd: number | undefined;
   try {
     if (method === "isa-serial") setRawModeOnFd(fd);
+  } catch (err) {
+    closeQuietly(fd);
+    throw err;
+  }
+  const connection = await openFdConnection(fd, { peer: path, endOfFile: "hangup", log });
+  log.info("channel opened", { method, path });
+  return new DeviceTransport(connection, `${method}:${path}`);
+}
+
+/** Options of {@link openFdConnection}. */
+export interface FdConnectionOptions {
+  /** Who is on the other end (the device path, a peer address), for logs and errors. */
+  peer: string;
+  /** What end of file means: "hangup" for a device, "closed" for a socket's client. */
+  endOfFile: EndOfFile;
+  log: Logger;
+}
+
+/**
+ * Serves an open non-blocking descriptor (a device, a connected socket) as a connection: a reader
+ * Worker reads it, writes go straight to it. The connection owns `fd` from here on, also when this
+ * throws: closing the connection closes it.
+ * @throws {SyscallError} when the eventfd cannot be made
+ * @throws {Error} when the reader Worker cannot start
+ */
+export async function openFdConnection(
+  fd: number,
+  options: FdConnectionOptions,
+): Promise<FdConnection> {
+  let wakeFd: number | undefined;
+  try {
     wakeFd = eventfd(EFD_NONBLOCK);
-    const worker = await startReaderWorker();
-    const connection = new DeviceConnection({ fd, wakeFd, path, worker, log });
-    log.info("channel opened", { method, path });
-    return new DeviceTransport(connection, `${method}:${path}`);
+    const worker = await startFdWorker(READER_MODULE, "fd-reader");
+    return new FdConnection({ ...options, fd, wakeFd, worker });
   } catch (err) {
     closeQuietly(fd);
     if (wakeFd !== undefined) closeQuietly(wakeFd);
@@ -74,28 +106,32 @@ export async function openDevice(
   }
 }
 
-/** Starts a reader Worker and waits until its modules have loaded. */
-function startReaderWorker(): Promise<Worker> {
-  const worker = new Worker(READER_MODULE, { type: "module", name: "device-reader" });
+/**
+ * Starts a Worker that runs a blocking descriptor loop (a reader, an acceptor), and waits until
+ * its modules have loaded (it posts `{ type: "ready" }`).
+ * @throws {Error} when the Worker cannot start
+ */
+export function startFdWorker(module: string, name: string): Promise<Worker> {
+  const worker = new Worker(module, { type: "module", name });
   return new Promise((resolve, reject) => {
-    worker.onmessage = (event: MessageEvent<ReaderEvent>) => {
+    worker.onmessage = (event: MessageEvent<{ type: string }>) => {
       if (event.data.type === "ready") resolve(worker);
     };
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault(); // reported to the caller, not a crash of the agent
       worker.terminate();
-      reject(new Error(`cannot start the device reader: ${event.message}`));
+      reject(new Error(`cannot start the ${name}: ${event.message}`));
     };
   });
 }
 
 /** The device as a transport: it hands out its one connection once. */
 export class DeviceTransport implements Transport, AsyncDisposable {
-  readonly #connection: DeviceConnection;
+  readonly #connection: FdConnection;
   #handedOut = false;
   readonly description: string;
 
-  constructor(connection: DeviceConnection, description: string) {
+  constructor(connection: FdConnection, description: string) {
     this.#connection = connection;
     this.description = description;
   }
@@ -122,17 +158,15 @@ export class DeviceTransport implements Transport, AsyncDisposable {
   }
 }
 
-interface DeviceParts {
+interface FdParts extends FdConnectionOptions {
   fd: number;
   wakeFd: number;
-  path: string;
   /** A loaded reader Worker, not yet started. */
   worker: Worker;
-  log: Logger;
 }
 
-/** The open device: reads come from the reader Worker, writes go straight to the descriptor. */
-class DeviceConnection implements Connection {
+/** An open descriptor: reads come from the reader Worker, writes go straight to the descriptor. */
+export class FdConnection implements Connection {
   readonly peer: string;
   readonly #fd: number;
   readonly #wakeFd: number;
@@ -145,13 +179,16 @@ class DeviceConnection implements Connection {
   readonly #queue: ReadResult[] = [];
   #waiting: { resolve(result: ReadResult): void; reject(err: Error): void } | undefined;
   #failure: Error | undefined;
+  /** The reader saw a socket's end of file: every later read is "closed". */
+  #peerGone = false;
   #readerRunning = true;
   readonly #finished = Promise.withResolvers<void>();
   #writing: Promise<void> = Promise.resolve();
+  /** Whether close() was called. */
   closed = false;
 
-  constructor(parts: DeviceParts) {
-    this.peer = parts.path;
+  constructor(parts: FdParts) {
+    this.peer = parts.peer;
     this.#fd = parts.fd;
     this.#wakeFd = parts.wakeFd;
     this.#worker = parts.worker;
@@ -159,19 +196,20 @@ class DeviceConnection implements Connection {
     this.#worker.onmessage = (event: MessageEvent<ReaderEvent>) => this.#receive(event.data);
     this.#worker.onerror = (event: ErrorEvent) => {
       event.preventDefault(); // a reader bug fails the channel, not the whole agent at once
-      this.#fail(new Error(`device reader failed: ${event.message}`));
+      this.#fail(new Error(`reader of ${this.peer} failed: ${event.message}`));
       this.#readerEnded();
     };
     const start: ReaderStart = {
       fd: parts.fd,
+      endOfFile: parts.endOfFile,
       wakeFd: parts.wakeFd,
-      path: parts.path,
+      path: parts.peer,
       control: this.#shared,
     };
     this.#worker.postMessage(start);
   }
 
-  /** Settles once the reader has ended and the device is closed. */
+  /** Settles once the reader has ended and the descriptor is closed. */
   get finished(): Promise<void> {
     return this.#finished.promise;
   }
@@ -180,13 +218,15 @@ class DeviceConnection implements Connection {
     if (this.closed) return Promise.resolve(CLOSED);
     const next = this.#queue.shift();
     if (next !== undefined) return Promise.resolve(this.#take(next));
+    if (this.#peerGone) return Promise.resolve(CLOSED);
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     return new Promise((resolve, reject) => this.#waiting = { resolve, reject });
   }
 
   /**
    * Writes all of `bytes`, in order after earlier writes. Bytes still unwritten when the
-   * connection is closed, or when the other side of a pty has gone (EIO), are dropped.
+   * connection is closed, or when the other side has gone (EIO on a pty, EPIPE or ECONNRESET on
+   * a socket), are dropped.
    * @throws {SyscallError} when the device fails (e.g. ENODEV after hot-unplug)
    */
   write(bytes: Uint8Array): Promise<void> {
@@ -215,6 +255,9 @@ class DeviceConnection implements Connection {
         return this.#deliver({ type: "data", bytes: event.bytes });
       case "hangup":
         return this.#deliver({ type: "hangup" });
+      case "closed":
+        this.#peerGone = true;
+        return this.#deliver(CLOSED);
       case "error":
         return this.#fail(new SyscallError(event.syscall, event.errno, event.path));
       case "stopped":
@@ -257,7 +300,7 @@ class DeviceConnection implements Connection {
     this.#readerRunning = false;
     this.#worker.terminate();
     closeQuietly(this.#wakeFd);
-    if (!this.closed) this.#fail(new Error(`device reader of ${this.peer} ended unexpectedly`));
+    if (!this.closed) this.#fail(new Error(`reader of ${this.peer} ended unexpectedly`));
     this.#finished.resolve();
   }
 
@@ -275,8 +318,8 @@ class DeviceConnection implements Connection {
       } catch (err) {
         if (!(err instanceof SyscallError)) throw err;
         if (err.errno === Errno.EINTR) continue;
-        if (err.errno === Errno.EIO) {
-          this.#log.debug("reply dropped: the other side has gone", { path: this.peer });
+        if (OTHER_SIDE_GONE.includes(err.errno)) {
+          this.#log.debug("reply dropped: the other side has gone", { peer: this.peer });
           return;
         }
         if (err.errno !== Errno.EAGAIN) throw err;
@@ -287,8 +330,15 @@ class DeviceConnection implements Connection {
   }
 }
 
-/** Makes the reader's eventfd readable, which ends its poll(2). */
-function ringDoorbell(wakeFd: number): void {
+/** Write errors that mean nobody will read: EIO (a pty), EPIPE and ECONNRESET (a socket). */
+const OTHER_SIDE_GONE: readonly number[] = [
+  Errno.EIO,
+  errnoNumber("EPIPE"),
+  errnoNumber("ECONNRESET"),
+];
+
+/** Makes a Worker's eventfd readable, which ends its poll(2). */
+export function ringDoorbell(wakeFd: number): void {
   try {
     write(wakeFd, new Uint8Array(new BigUint64Array([1n]).buffer)); // adds 1 to the counter
   } catch {
@@ -309,7 +359,8 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-function closeQuietly(fd: number): void {
+/** close(2), ignoring a failure: nothing can be done about it for a channel we are done with. */
+export function closeQuietly(fd: number): void {
   try {
     close(fd);
   } catch {

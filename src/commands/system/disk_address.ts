@@ -87,7 +87,9 @@ export const SYSTEM_SYSFS_SOURCES: SysfsSources = {
   udevData: (id) => {
     try {
       return Deno.readTextFileSync(`${UDEV_DATA_DIR}/${id}`);
-    } catch {
+    } catch (err) {
+      // A permission set without udev's database is a build mistake: say so.
+      if (err instanceof Deno.errors.NotCapable) throw err;
       return undefined; // no udev database (containers, early boot): no serial, as libudev
     }
   },

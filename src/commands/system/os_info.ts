@@ -99,7 +99,9 @@ export function readOsRelease(paths: readonly string[] = OS_RELEASE_PATHS): Map<
     try {
       const text = new TextDecoder("utf-8", { fatal: true }).decode(Deno.readFileSync(path));
       return parseOsRelease(text);
-    } catch {
+    } catch (err) {
+      // A permission set without the file is a build mistake: say so.
+      if (err instanceof Deno.errors.NotCapable) throw err;
       // Missing, unreadable or not UTF-8: qemu-ga logs a warning and tries the next file.
     }
   }

@@ -11,7 +11,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type QgaClient, spawnAgent } from "../../_util/agent.ts";
+import { flagsForArgv, type QgaClient, spawnAgent } from "../../_util/agent.ts";
 import {
   GuestAgentInfo,
   GuestFilesystemInfoList,
@@ -224,4 +224,53 @@ Deno.test("guest-shutdown refuses a bad mode with qemu-ga's texts and runs nothi
     });
   }
   assert.doesNotMatch(agent.stderr, /guest-shutdown called/);
+});
+
+Deno.test("the agent's permission set grants exactly what the system commands use", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
+  try {
+    const argv = [
+      "-m",
+      "unix-listen",
+      "-p",
+      `${dir}/qga.sock`,
+      "-t",
+      dir,
+      `--fsfreeze-scope=${dir}`,
+    ];
+    const probe = `${dir}/probe.ts`;
+    const descriptors: [string, Deno.PermissionDescriptor, "granted" | "denied"][] = [
+      ["run shutdown", { name: "run", command: "/sbin/shutdown" }, "granted"],
+      ["run systemctl", { name: "run", command: "/bin/systemctl" }, "denied"],
+      ["sys hostname", { name: "sys", kind: "hostname" }, "granted"],
+      ["sys networkInterfaces", { name: "sys", kind: "networkInterfaces" }, "granted"],
+      ["sys osRelease", { name: "sys", kind: "osRelease" }, "denied"],
+      ["read os-release", { name: "read", path: "/etc/os-release" }, "granted"],
+      ["read lib os-release", { name: "read", path: "/usr/lib/os-release" }, "granted"],
+      ["read localtime", { name: "read", path: "/etc/localtime" }, "granted"],
+      ["read utmp", { name: "read", path: "/var/run/utmp" }, "granted"],
+      ["read udev", { name: "read", path: "/run/udev/data/b254:0" }, "granted"],
+      ["read passwd", { name: "read", path: "/etc/passwd" }, "denied"],
+    ];
+    await Deno.writeTextFile(
+      probe,
+      `const d = ${JSON.stringify(descriptors.map(([, d]) => d))};\n` +
+        "console.log(JSON.stringify(d.map((x) => Deno.permissions.querySync(x).state)));\n",
+    );
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...flagsForArgv(argv, { QGA_CONF: `${dir}/none.conf` }), probe],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+    const states = JSON.parse(new TextDecoder().decode(output.stdout)) as string[];
+    const expectedStates = descriptors.map(([what, , state]) => `${what}: ${state}`);
+    // "prompt" under --no-prompt is a denial.
+    const actual = descriptors.map(([what], i) =>
+      `${what}: ${states[i] === "prompt" ? "denied" : states[i]}`
+    );
+    assert.deepEqual(actual, expectedStates);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

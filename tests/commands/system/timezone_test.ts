@@ -79,7 +79,8 @@ for (const zone of ZONES) {
     times.forEach((time, i) => {
       const type = localTimeTypeAt(tz, time);
       const actual = `${type.abbreviation} ${clock(type.utoff)}`;
-      if (actual !== expected[i]) {
+      // date prints glibc's "-00" (zone unknown, e.g. Antarctic bases before they existed) as -0.
+      if (actual !== expected[i]?.replace("-00 -00:00:00", "-00 +00:00:00")) {
         mismatches.push(`${new Date(time * 1000).toISOString()}: ${actual} != ${expected[i]}`);
       }
     });
@@ -124,8 +125,9 @@ Deno.test("parsePosixTz() reads names, offsets and the three rule date forms", (
   // J60 is March 1 even in a leap year; 300 counts February 29.
   assert.equal(posixTzTypeAt(tz, Date.UTC(2024, 1, 29, 12) / 1000).abbreviation, "EST");
   assert.equal(posixTzTypeAt(tz, Date.UTC(2024, 2, 1, 8) / 1000).abbreviation, "EDT");
-  assert.equal(posixTzTypeAt(tz, Date.UTC(2024, 9, 27, 4, 59) / 1000).abbreviation, "EDT");
-  assert.equal(posixTzTypeAt(tz, Date.UTC(2024, 9, 27, 5) / 1000).abbreviation, "EST");
+  // Day 300 of 2024 is October 27; at -1:00 daylight time, i.e. 03:00 UTC.
+  assert.equal(posixTzTypeAt(tz, Date.UTC(2024, 9, 27, 2, 59) / 1000).abbreviation, "EDT");
+  assert.equal(posixTzTypeAt(tz, Date.UTC(2024, 9, 27, 3) / 1000).abbreviation, "EST");
   // A DST name without rules takes glibc's default (US) rule.
   assert.deepEqual(parsePosixTz("CST6CDT").dst?.start.date, {
     kind: "month",
