@@ -50,7 +50,8 @@ export async function runAgent<Ctx extends DispatchContext>(deps: AgentDeps<Ctx>
       await serveTransport(transport, deps);
       return;
     } catch (err) {
-      if (!deps.config.retryPath || deps.signal.aborted) throw err;
+      if (deps.signal.aborted) return; // stopping: a connection torn down mid-reply is expected
+      if (!deps.config.retryPath) throw err;
       deps.log.warn("agent stopped unexpectedly, restarting...", { error: message(err) });
       await sleep(RETRY_INTERVAL_MS, deps.signal);
     } finally {
@@ -63,16 +64,24 @@ async function serveTransport<Ctx extends DispatchContext>(
   transport: Transport,
   deps: AgentDeps<Ctx>,
 ): Promise<void> {
-  const stop = (): void => transport.close();
+  // Stopping closes the client too: a host may keep its connection open forever. A command in
+  // progress (a freeze running its hook) still finishes before serveConnection returns.
+  let active: Connection | undefined;
+  const stop = (): void => {
+    transport.close();
+    active?.close();
+  };
   deps.signal.addEventListener("abort", stop, { once: true });
   try {
     while (!deps.signal.aborted) {
       const connection = await transport.accept();
       if (!connection) return;
+      active = connection;
       deps.log.debug("client connected", { peer: connection.peer });
       try {
         await serveConnection(connection, deps);
       } finally {
+        active = undefined;
         connection.close();
         deps.log.debug("client disconnected", { peer: connection.peer });
       }
@@ -102,7 +111,7 @@ export async function serveConnection<Ctx extends DispatchContext>(
     for (const event of parser.feed(result.bytes)) {
       if (event.type === "error") {
         deps.log.debug("bad input", { error: event.desc });
-        await connection.write(encoder.encode(parseErrorLine(event.desc)));
+        if (!await send(connection, encoder.encode(parseErrorLine(event.desc)), deps.log)) return;
         continue;
       }
       const started = performance.now();
@@ -110,7 +119,7 @@ export async function serveConnection<Ctx extends DispatchContext>(
       const ms = Math.round((performance.now() - started) * 1000) / 1000;
       deps.log.debug("command done", { cmd: reply.command ?? "(invalid)", ms });
       if (reply.line === undefined) continue;
-      await connection.write(replyBytes(reply.line, reply.delimited));
+      if (!await send(connection, replyBytes(reply.line, reply.delimited), deps.log)) return;
     }
   }
 }
@@ -137,6 +146,17 @@ class MemoryReclaimer {
       this.#scheduled = false;
       gc();
     }, 0);
+  }
+}
+
+/** Writes a reply; false when the client is gone (the reply is dropped, the agent carries on). */
+async function send(connection: Connection, bytes: Uint8Array, log: Logger): Promise<boolean> {
+  try {
+    await connection.write(bytes);
+    return true;
+  } catch (err) {
+    log.debug("client gone; reply dropped", { peer: connection.peer, error: message(err) });
+    return false;
   }
 }
 

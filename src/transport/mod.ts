@@ -1,7 +1,8 @@
 /**
  * Transports: how bytes reach the agent (QGA.md §2). A transport hands out connections one at a
  * time; a device (virtio-serial, isa-serial) is one connection that lives as long as the agent,
- * a listening socket (unix, vsock) yields the next client after the previous one left.
+ * a listening socket (unix, vsock) yields the next client after the previous one left. A socket
+ * passed by systemd (socket activation, activated.ts) replaces `-m/-p`.
  *
  * @module
  */
@@ -9,7 +10,10 @@
 import type { Config } from "../config/mod.ts";
 import { parseVsockAddress, validateMethod } from "../config/mod.ts";
 import type { Logger } from "../log.ts";
+import type { Activation, ListenEnv } from "./activated.ts";
 import { listenUnix, listenVsock } from "./socket.ts";
+
+export type { Activation, ListenEnv };
 
 /** The result of one read from a connection. */
 export type ReadResult =
@@ -39,8 +43,35 @@ export interface Transport {
   close(): void;
 }
 
-/** Opens the transport the configuration names. */
-export function openTransport(config: Config, log: Logger): Promise<Transport> {
+/**
+ * The listening socket systemd passed to process `pid` (sd_listen_fds(3)), checked, or
+ * `undefined` when the agent is not socket-activated. Call it once, at start-up.
+ * @throws {ActivationError} for more than one socket or one the agent cannot serve
+ */
+export async function socketActivation(
+  env: ListenEnv,
+  pid: number,
+): Promise<Activation | undefined> {
+  if (env.LISTEN_FDS === undefined || env.LISTEN_PID === undefined) return undefined;
+  // Loaded only when systemd passed something: libc and the accept machinery.
+  const { inheritedListener } = await import("./activated.ts");
+  return inheritedListener(env, pid);
+}
+
+/**
+ * Opens the transport the configuration names, or serves `activation` (from
+ * {@link socketActivation}) instead when given: then `-m/-p` are ignored.
+ */
+export function openTransport(
+  config: Config,
+  log: Logger,
+  activation?: Activation,
+): Promise<Transport> {
+  if (activation !== undefined) {
+    return import("./activated.ts").then(({ openActivated }) =>
+      openActivated(activation, config.vsockAllowedCids, log)
+    );
+  }
   const method = validateMethod(config.method);
   switch (method) {
     case "virtio-serial":

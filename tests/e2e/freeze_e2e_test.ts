@@ -296,3 +296,27 @@ function processesInGroup(pgid: number): number[] {
   }
   return pids;
 }
+
+Deno.test("a client that leaves before its freeze reply does not take the agent down", async () => {
+  await using fs = await createLoopMounts(1, { watchdogSeconds: 30 });
+  const hook = `${fs.dir}/slow-hook.sh`;
+  await Deno.writeTextFile(hook, "#!/bin/sh\nsleep 1\n");
+  await Deno.chmod(hook, 0o755);
+  await using agent = await spawnAgent({ scope: fs.mounts, hook });
+  {
+    using impatient = await agent.connect();
+    await impatient.send('{"execute":"guest-fsfreeze-freeze"}');
+  }
+  await delay(1500);
+  assert.equal(agent.exited, false);
+  assert.equal(await returned(agent, "guest-fsfreeze-status"), "frozen");
+  assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 1);
+});
+
+Deno.test("SIGTERM stops the agent even while a client keeps its connection open", async () => {
+  await using agent = await spawnAgent();
+  using idle = await agent.connect();
+  assert.deepEqual(await idle.request({ execute: "guest-ping" }), { return: {} });
+  const status = await agent.stop("SIGTERM", 10_000);
+  assert.equal(status.code, 0);
+});

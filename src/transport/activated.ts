@@ -1,0 +1,394 @@
+/**
+ * systemd socket activation (QGA.md §2, §9 item 29): when systemd passes this process a listening
+ * socket (sd_listen_fds(3): `LISTEN_PID` is our pid, `LISTEN_FDS=1`, the socket is descriptor 3),
+ * the agent serves it instead of `-m/-p`. An AF_UNIX socket behaves as unix-listen, an AF_VSOCK
+ * one as vsock-listen (only the configured peer CIDs are served): one client at a time, the next
+ * one after the previous disconnected. More than one socket, or any other kind of descriptor,
+ * is refused at start-up with qemu-ga's messages.
+ *
+ * Deno cannot adopt an inherited descriptor, so everything goes through libc.ts: the socket is
+ * inspected with getsockopt(2), marked close-on-exec (no hook or watchdog inherits it) and
+ * non-blocking; an accept Worker (listen_acceptor_worker.ts) blocks in poll(2) until a client is
+ * wanted and queued; each client is served by device.ts's descriptor connection, where end of
+ * file means the client has gone.
+ *
+ * Reading the environment is main.ts's job: it passes `LISTEN_FDS`/`LISTEN_PID` in and removes
+ * them from its environment, so no child mistakes them for its own.
+ *
+ * @module
+ */
+
+import { SyscallError } from "../linux/errno.ts";
+import {
+  AddressFamily,
+  EFD_NONBLOCK,
+  eventfd,
+  getsockname,
+  getsockoptInt,
+  lstat,
+  setCloseOnExec,
+  setNonBlocking,
+  type SocketAddress,
+  SocketOption,
+  SocketType,
+  SOL_SOCKET,
+} from "../linux/libc.ts";
+import type { Logger } from "../log.ts";
+import {
+  ACCEPT_CONTROL_WORDS,
+  AcceptControl,
+  type AcceptorEvent,
+  type AcceptorStart,
+} from "./_listen_acceptor.ts";
+import {
+  closeQuietly,
+  type FdConnection,
+  openFdConnection,
+  ringDoorbell,
+  startFdWorker,
+} from "./device.ts";
+import type { Connection, Transport } from "./mod.ts";
+import { isAllowedVsockPeer } from "./socket.ts";
+
+/** The first descriptor systemd passes (`SD_LISTEN_FDS_START`). */
+export const SD_LISTEN_FDS_START = 3;
+
+const ACCEPTOR_MODULE = new URL("./listen_acceptor_worker.ts", import.meta.url).href;
+
+/** systemd's socket-activation variables, as main.ts read them (sd_listen_fds(3)). */
+export interface ListenEnv {
+  LISTEN_FDS?: string | undefined;
+  LISTEN_PID?: string | undefined;
+}
+
+/** The listening socket systemd passed, checked: what it stands in for, and its address. */
+export interface Activation {
+  fd: number;
+  method: "unix-listen" | "vsock-listen";
+  address: Deno.UnixAddr | Deno.VsockAddr;
+}
+
+/** The socket systemd passed cannot be served; the message is qemu-ga's where it has one. */
+export class ActivationError extends Error {
+  override name = "ActivationError";
+}
+
+/**
+ * How many descriptors systemd passed to this process: 0 unless `LISTEN_PID` is `pid` and
+ * `LISTEN_FDS` is set (sd_listen_fds(3); a variable meant for another process is ignored).
+ * @throws {ActivationError} when `LISTEN_FDS` is meant for us but is not a count
+ */
+export function listenFdCount(env: ListenEnv, pid: number): number {
+  if (env.LISTEN_PID === undefined || env.LISTEN_FDS === undefined) return 0;
+  if (!/^[0-9]+$/.test(env.LISTEN_PID) || Number(env.LISTEN_PID) !== pid) return 0;
+  if (!/^[0-9]+$/.test(env.LISTEN_FDS)) {
+    throw new ActivationError(`invalid LISTEN_FDS: "${env.LISTEN_FDS}"`);
+  }
+  return Number(env.LISTEN_FDS);
+}
+
+/**
+ * The listening socket systemd passed to process `pid`, checked and prepared (close-on-exec,
+ * non-blocking), or `undefined` when the agent is not socket-activated.
+ * @throws {ActivationError} for more than one socket, or a descriptor that is not a listening
+ *   unix or vsock stream socket
+ */
+export function inheritedListener(env: ListenEnv, pid: number): Activation | undefined {
+  const count = listenFdCount(env, pid);
+  if (count === 0) return undefined;
+  if (count > 1) throw new ActivationError("qemu-ga only supports listening on one socket");
+  const activation = inspectListenFd(SD_LISTEN_FDS_START);
+  // Before anything is spawned: a hook must not inherit the listener (it could accept on it).
+  setCloseOnExec(activation.fd);
+  // poll(2) says a client is queued, but it may be gone by accept4(2): that must not block.
+  setNonBlocking(activation.fd);
+  return activation;
+}
+
+/**
+ * What a descriptor is, if the agent can serve it: a listening AF_UNIX or AF_VSOCK stream socket.
+ * @throws {ActivationError} `unsupported listen fd type: …` for anything else
+ */
+export function inspectListenFd(fd: number): Activation {
+  let family: number;
+  try {
+    family = getsockoptInt(fd, SOL_SOCKET, SocketOption.SO_DOMAIN);
+  } catch (err) {
+    if (err instanceof SyscallError && err.code === "ENOTSOCK") {
+      throw unsupported(`fd ${fd} is not a socket`);
+    }
+    throw new ActivationError(`cannot use the socket passed by systemd (fd ${fd}): ${err}`, {
+      cause: err,
+    });
+  }
+  const method = methodOfFamily(family);
+  if (method === undefined) throw unsupported(`fd ${fd} is a socket of family ${family}`);
+  const type = getsockoptInt(fd, SOL_SOCKET, SocketOption.SO_TYPE);
+  if (type !== SocketType.SOCK_STREAM) {
+    throw unsupported(`fd ${fd} is not a stream socket (type ${type})`);
+  }
+  if (getsockoptInt(fd, SOL_SOCKET, SocketOption.SO_ACCEPTCONN) === 0) {
+    // What a socket unit with Accept=yes passes: one connection per process, which qemu-ga
+    // does not do either.
+    throw unsupported(`fd ${fd} is not listening (a socket unit with Accept=yes?)`);
+  }
+  const address = getsockname(fd);
+  if (address.transport === "other") throw unsupported(`fd ${fd} has an unknown address`);
+  return { fd, method, address };
+}
+
+/** The transport an address family stands in for (as qemu-ga), or undefined. */
+export function methodOfFamily(family: number): Activation["method"] | undefined {
+  if (family === AddressFamily.AF_UNIX) return "unix-listen";
+  if (family === AddressFamily.AF_VSOCK) return "vsock-listen";
+  return undefined;
+}
+
+function unsupported(detail: string): ActivationError {
+  return new ActivationError(`unsupported listen fd type: ${detail}`);
+}
+
+/**
+ * Whether a client of the activated socket may talk to the agent: any on a unix socket (the
+ * socket unit's SocketMode/SocketUser decide who can connect), only `allowedCids` on vsock.
+ */
+export function isAllowedPeer(peer: SocketAddress, allowedCids: readonly number[]): boolean {
+  if (peer.transport === "unix") return true;
+  return peer.transport === "vsock" && isAllowedVsockPeer(peer, allowedCids);
+}
+
+/** How a peer is named in logs. */
+export function describePeer(peer: SocketAddress): string {
+  switch (peer.transport) {
+    case "vsock":
+      return `vsock:${peer.cid}:${peer.port}`;
+    case "other":
+      return `family ${peer.family}`;
+    default:
+      return peer.path === "" ? "unix" : `unix:${peer.path}`;
+  }
+}
+
+/**
+ * Serves the activated socket: starts its accept Worker.
+ * @throws {SyscallError} when the eventfd cannot be made
+ * @throws {Error} when the accept Worker cannot start
+ */
+export async function openActivated(
+  activation: Activation,
+  allowedCids: readonly number[],
+  log: Logger,
+): Promise<ActivatedTransport> {
+  const acceptor = await ListenAcceptor.start(activation.fd);
+  const where = activation.address.transport === "vsock"
+    ? { cid: activation.address.cid, port: activation.address.port }
+    : { path: activation.address.path };
+  log.info("channel opened", { method: activation.method, fd: activation.fd, ...where });
+  warnIfOthersMayConnect(activation.address, log);
+  const description = `${activation.method}:fd ${activation.fd} (${
+    describePeer(activation.address)
+  })`;
+  return new ActivatedTransport(acceptor, description, allowedCids, log);
+}
+
+/**
+ * Our own unix sockets are owner-only (socket.ts); an activated one has the socket unit's
+ * SocketMode (0666 unless set), which lets any local user freeze filesystems: say so.
+ */
+function warnIfOthersMayConnect(address: SocketAddress, log: Logger): void {
+  if (address.transport !== "unix" || !address.path.startsWith("/")) return;
+  try {
+    // Through libc: metadata only, and the agent has no Deno read permission on that path.
+    const { mode } = lstat(address.path);
+    if ((mode & 0o077) !== 0) {
+      log.warn("socket-activated unix socket is accessible to other users (set SocketMode=0600)", {
+        path: address.path,
+        mode: (mode & 0o777).toString(8),
+      });
+    }
+  } catch {
+    // Gone or hidden from us (another mount namespace): nothing to report.
+  }
+}
+
+/** The activated listener: hands out one client at a time. */
+export class ActivatedTransport implements Transport, AsyncDisposable {
+  readonly description: string;
+  readonly #acceptor: ListenAcceptor;
+  readonly #allowedCids: readonly number[];
+  readonly #log: Logger;
+  #current: FdConnection | undefined;
+  #closed = false;
+
+  constructor(
+    acceptor: ListenAcceptor,
+    description: string,
+    allowedCids: readonly number[],
+    log: Logger,
+  ) {
+    this.#acceptor = acceptor;
+    this.description = description;
+    this.#allowedCids = allowedCids;
+    this.#log = log;
+  }
+
+  /**
+   * The next allowed client (refused ones are logged and closed), or `null` once closed.
+   * @throws {SyscallError} when accepting fails for good
+   */
+  async accept(): Promise<Connection | null> {
+    while (!this.#closed) {
+      const client = await this.#acceptor.next();
+      if (client === null) return null;
+      const peer = describePeer(client.peer);
+      if (this.#closed) {
+        closeQuietly(client.fd);
+        return null;
+      }
+      if (!isAllowedPeer(client.peer, this.#allowedCids)) {
+        this.#log.warn("refused connection from peer", { peer });
+        closeQuietly(client.fd);
+        continue;
+      }
+      const connection = await openFdConnection(client.fd, {
+        peer,
+        endOfFile: "closed",
+        log: this.#log,
+      });
+      if (this.#closed) {
+        connection.close(); // closed while its reader started
+        return null;
+      }
+      this.#current = connection;
+      return connection;
+    }
+    return null;
+  }
+
+  /** Stops accepting and closes the client being served; the inherited listener stays open. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#acceptor.stop();
+    this.#current?.close();
+  }
+
+  /** Settles once the accept Worker and the last client's reader have ended. */
+  get finished(): Promise<void> {
+    return Promise.all([this.#acceptor.finished, this.#current?.finished]).then(() => {});
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.finished;
+  }
+}
+
+/** The main thread's side of the accept Worker. */
+class ListenAcceptor {
+  readonly #worker: Worker;
+  readonly #wakeFd: number;
+  readonly #control: Int32Array;
+  #waiting: PromiseWithResolvers<AcceptedClient | null> | undefined;
+  #failure: Error | undefined;
+  #stopping = false;
+  #running = true;
+  readonly #finished = Promise.withResolvers<void>();
+
+  /** Starts the accept Worker on listening socket `fd`. */
+  static async start(fd: number): Promise<ListenAcceptor> {
+    const wakeFd = eventfd(EFD_NONBLOCK);
+    try {
+      const worker = await startFdWorker(ACCEPTOR_MODULE, "listen-acceptor");
+      return new ListenAcceptor(fd, wakeFd, worker);
+    } catch (err) {
+      closeQuietly(wakeFd);
+      throw err;
+    }
+  }
+
+  private constructor(fd: number, wakeFd: number, worker: Worker) {
+    this.#worker = worker;
+    this.#wakeFd = wakeFd;
+    const shared = new SharedArrayBuffer(ACCEPT_CONTROL_WORDS * Int32Array.BYTES_PER_ELEMENT);
+    this.#control = new Int32Array(shared);
+    worker.onmessage = (event: MessageEvent<AcceptorEvent>) => this.#receive(event.data);
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault(); // an acceptor bug fails the transport, not the whole agent at once
+      this.#fail(new Error(`listen acceptor failed: ${event.message}`));
+      this.#ended();
+    };
+    const start: AcceptorStart = { fd, wakeFd, control: shared };
+    worker.postMessage(start);
+  }
+
+  /** Settles once the Worker has ended. */
+  get finished(): Promise<void> {
+    return this.#finished.promise;
+  }
+
+  /** The next client; `null` once stopped. */
+  next(): Promise<AcceptedClient | null> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    if (this.#stopping || !this.#running) return Promise.resolve(null);
+    this.#waiting = Promise.withResolvers();
+    Atomics.store(this.#control, AcceptControl.WANTED, 1);
+    Atomics.notify(this.#control, AcceptControl.WANTED);
+    return this.#waiting.promise;
+  }
+
+  stop(): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#settle(null);
+    Atomics.store(this.#control, AcceptControl.STOP, 1);
+    Atomics.notify(this.#control, AcceptControl.STOP);
+    Atomics.notify(this.#control, AcceptControl.WANTED);
+    if (this.#running) ringDoorbell(this.#wakeFd); // wakes its poll(2)
+  }
+
+  #receive(event: AcceptorEvent): void {
+    switch (event.type) {
+      case "accepted":
+        // Nobody waits once stopped: the client is closed unserved.
+        if (this.#waiting === undefined) return closeQuietly(event.fd);
+        return this.#settle({ fd: event.fd, peer: event.peer });
+      case "error":
+        return this.#fail(new SyscallError(event.syscall, event.errno));
+      case "stopped":
+        return this.#ended();
+      case "ready":
+        return;
+    }
+  }
+
+  #settle(client: AcceptedClient | null): void {
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    waiting?.resolve(client);
+  }
+
+  #fail(err: Error): void {
+    this.#failure ??= err;
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    waiting?.reject(this.#failure);
+  }
+
+  /** The Worker is gone: release the rest. */
+  #ended(): void {
+    if (!this.#running) return;
+    this.#running = false;
+    this.#worker.terminate();
+    closeQuietly(this.#wakeFd);
+    if (!this.#stopping) this.#fail(new Error("listen acceptor ended unexpectedly"));
+    this.#settle(null);
+    this.#finished.resolve();
+  }
+}
+
+/** A client the accept Worker took, not yet served. */
+interface AcceptedClient {
+  fd: number;
+  peer: SocketAddress;
+}
