@@ -13,6 +13,7 @@ import { createRegistry } from "./src/commands/mod.ts";
 import { type Config, parseConfig, renderConfig, UsageError, usageText } from "./src/config/mod.ts";
 import { createLogger } from "./src/log.ts";
 import { startAgent } from "./src/main_agent.ts";
+import type { ListenEnv } from "./src/transport/mod.ts";
 import { VERSION_LINE } from "./src/version.ts";
 
 const PROGRAM = "fsfreeze-agent";
@@ -33,6 +34,22 @@ function readConfigFile(path: string): string | undefined {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw err;
   }
+}
+
+/**
+ * systemd's socket-activation variables, removed from the environment once read (as
+ * sd_listen_fds(3) with `unset_environment`): children (hooks, the watchdog) inherit the agent's
+ * environment and must not take them for their own. LISTEN_FDNAMES may stay: without LISTEN_PID
+ * it means nothing.
+ */
+function takeListenEnv(): ListenEnv {
+  const listenEnv = {
+    LISTEN_FDS: Deno.env.get("LISTEN_FDS"),
+    LISTEN_PID: Deno.env.get("LISTEN_PID"),
+  };
+  Deno.env.delete("LISTEN_FDS");
+  Deno.env.delete("LISTEN_PID");
+  return listenEnv;
 }
 
 /** SIGTERM and SIGINT abort the returned signal (a requested stop, exit 0). */
@@ -78,6 +95,7 @@ async function main(argv: string[]): Promise<number> {
     argv: local ? rest : argv,
     signal,
     detachedChild: extra.detachedChild,
+    listenEnv: takeListenEnv(),
   });
 }
 

@@ -107,8 +107,9 @@ export async function serveConnection<Ctx extends DispatchContext>(
       deps.log.debug("host disconnected; partial input dropped");
       continue;
     }
-    memory.received(result.bytes.length);
-    for (const event of parser.feed(result.bytes)) {
+    const events = parser.feed(result.bytes);
+    memory.received(result.bytes.length, events.length);
+    for (const event of events) {
       if (event.type === "error") {
         deps.log.debug("bad input", { error: event.desc });
         if (!await send(connection, encoder.encode(parseErrorLine(event.desc)), deps.log)) return;
@@ -128,21 +129,29 @@ export async function serveConnection<Ctx extends DispatchContext>(
  * After a burst of large input (a host may send up to qemu's 64 MiB messages, or millions of
  * tokens), a full garbage collection hands the memory back instead of leaving the heap at its
  * high-water mark. `gc` exists when the agent runs with `--v8-flags=--expose-gc` (its flags do).
+ *
+ * Only input that arrived while no message completed counts (a large message, or junk, in
+ * progress): ordinary traffic of small requests never triggers it. (Counting every byte made a
+ * full GC run after each MiB of `guest-ping`s, which cost time and left RSS ~3 MiB higher.)
  */
 class MemoryReclaimer {
   static readonly THRESHOLD_BYTES = 1 << 20;
-  #bytes = 0;
+  /** Bytes received since the last read that completed a message (or error). */
+  #pending = 0;
   #scheduled = false;
 
-  received(count: number): void {
-    this.#bytes += count;
-    if (this.#bytes < MemoryReclaimer.THRESHOLD_BYTES || this.#scheduled) return;
+  /** One read of `count` bytes completed `messages` messages (errors included). */
+  received(count: number, messages: number): void {
+    this.#pending += count;
+    if (messages === 0) return;
+    const large = this.#pending >= MemoryReclaimer.THRESHOLD_BYTES;
+    this.#pending = 0;
+    if (!large || this.#scheduled) return;
     const gc = (globalThis as { gc?: () => void }).gc;
     if (!gc) return;
     this.#scheduled = true;
     // Once the burst is processed: the next macrotask runs after the pending reads and replies.
     setTimeout(() => {
-      this.#bytes = 0;
       this.#scheduled = false;
       gc();
     }, 0);

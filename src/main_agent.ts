@@ -13,6 +13,7 @@ import { LazyFreezeController } from "./fsfreeze/lazy_controller.ts";
 import type { AgentLogger } from "./log.ts";
 import { missingPermissions } from "./permission_check.ts";
 import type { SelfCommand } from "./self_exec.ts";
+import { type ListenEnv, openTransport, socketActivation } from "./transport/mod.ts";
 
 /** What main passes in. */
 export interface StartOptions {
@@ -22,6 +23,8 @@ export interface StartOptions {
   signal: AbortSignal;
   /** This process is the daemonized copy (do not fork again). */
   detachedChild: boolean;
+  /** systemd's socket-activation variables (main.ts reads them and removes them from its env). */
+  listenEnv?: ListenEnv;
 }
 
 /** Runs the agent until `signal` aborts; returns the exit code. */
@@ -38,7 +41,13 @@ export async function startAgent(
         "rebuild it with: deno task compile --config <file>)",
     );
   }
-  if (config.daemonize && !options.detachedChild) return await daemonize(config, options.argv);
+  // systemd socket activation: the socket it passed replaces -m/-p; checked before anything runs.
+  const activation = await socketActivation(options.listenEnv ?? {}, Deno.pid);
+  if (config.daemonize && !options.detachedChild) {
+    // A daemon copy could not inherit the socket; under systemd there is no need to fork.
+    if (activation === undefined) return await daemonize(config, options.argv);
+    log.warn("socket-activated: --daemonize ignored, serving in the foreground");
+  }
 
   const registry = createRegistry();
   registry.setFilters(config.allowRpcs, config.blockRpcs);
@@ -69,7 +78,14 @@ export async function startAgent(
   }
   const ctx = { log, freezer, frozen: () => freezer.frozen };
   try {
-    await runAgent({ config, log, registry, ctx, signal: options.signal });
+    await runAgent({
+      config,
+      log,
+      registry,
+      ctx,
+      signal: options.signal,
+      openTransport: (cfg, logger) => openTransport(cfg, logger, activation),
+    });
   } finally {
     await freezer.shutdown();
     pidfile.remove();

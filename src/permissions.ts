@@ -12,6 +12,7 @@
 import type { Config } from "./config/mod.ts";
 import { SHUTDOWN_PROGRAM } from "./commands/system/shutdown.ts";
 import { LIBC_CANDIDATES } from "./linux/libc.ts";
+import { unixSocketTempPath } from "./transport/socket_path.ts";
 
 /** The permission set as lists (for tests and the README), before it is rendered as flags. */
 export interface PermissionSet {
@@ -126,10 +127,7 @@ function addChannelPaths(
   }
 }
 
-/** Where a unix socket is bound before it is renamed to its configured path. */
-export function unixSocketTempPath(path: string): string {
-  return `${path}.new`;
-}
+export { unixSocketTempPath };
 
 /**
  * V8 flags the agent runs with: `gc()` lets it hand memory back after a burst of large input

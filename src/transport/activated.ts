@@ -117,7 +117,8 @@ export function inspectListenFd(fd: number): Activation {
     if (err instanceof SyscallError && err.code === "ENOTSOCK") {
       throw unsupported(`fd ${fd} is not a socket`);
     }
-    throw new ActivationError(`cannot use the socket passed by systemd (fd ${fd}): ${err}`, {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new ActivationError(`cannot use the socket passed by systemd (fd ${fd}): ${reason}`, {
       cause: err,
     });
   }
@@ -200,7 +201,7 @@ function warnIfOthersMayConnect(address: SocketAddress, log: Logger): void {
   try {
     // Through libc: metadata only, and the agent has no Deno read permission on that path.
     const { mode } = lstat(address.path);
-    if ((mode & 0o077) !== 0) {
+    if ((mode & 0o022) !== 0) {
       log.warn("socket-activated unix socket is accessible to other users (set SocketMode=0600)", {
         path: address.path,
         mode: (mode & 0o777).toString(8),

@@ -12,7 +12,7 @@
  */
 
 import type { Logger } from "../log.ts";
-import { unixSocketTempPath } from "../permissions.ts";
+import { unixSocketTempPath } from "./socket_path.ts";
 import { type Connection, type ReadResult, type Transport, writeAll } from "./mod.ts";
 
 const READ_SIZE = 4096;
@@ -21,14 +21,20 @@ const READ_SIZE = 4096;
 export async function listenUnix(path: string, log: Logger): Promise<Transport> {
   await clearStaleSocket(path);
   const temp = unixSocketTempPath(path);
-  await removeIfSocket(temp);
+  removeIfSocket(temp);
   const listener = Deno.listen({ transport: "unix", path: temp });
+  // Synchronous calls: each of these is quick, and an async op costs a turn of the event loop
+  // on the way to the first reply.
   try {
-    await Deno.chmod(temp, 0o600);
-    await Deno.rename(temp, path);
+    Deno.chmodSync(temp, 0o600);
+    Deno.renameSync(temp, path);
   } catch (err) {
     listener.close();
-    await Deno.remove(temp).catch(() => {});
+    try {
+      Deno.removeSync(temp);
+    } catch {
+      // already gone
+    }
     throw err;
   }
   log.info("channel opened", { method: "unix-listen", path });
@@ -60,7 +66,7 @@ export function isAllowedVsockPeer(peer: Deno.Addr, allowedCids: readonly number
 async function clearStaleSocket(path: string): Promise<void> {
   let info: Deno.FileInfo;
   try {
-    info = await Deno.lstat(path);
+    info = Deno.lstatSync(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return;
     throw err;
@@ -73,12 +79,12 @@ async function clearStaleSocket(path: string): Promise<void> {
   } catch (err) {
     if (!(err instanceof Deno.errors.ConnectionRefused)) throw err;
   }
-  await Deno.remove(path);
+  Deno.removeSync(path);
 }
 
-async function removeIfSocket(path: string): Promise<void> {
+function removeIfSocket(path: string): void {
   try {
-    if ((await Deno.lstat(path)).isSocket) await Deno.remove(path);
+    if (Deno.lstatSync(path).isSocket) Deno.removeSync(path);
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
