@@ -74,7 +74,7 @@ RECORD=$BINARY.build.json
 
 # --- What the binary was built for -------------------------------------------------------------
 
-[ -f "$BINARY" ] || die "no binary at $BINARY: build it first with 'deno task compile' (docs/install.md)"
+[ -f "$BINARY" ] || die "no binary at $BINARY: build it first with 'deno task compile' (README.md, 'Install in a guest image')"
 
 # One top-level string field of the build record ("key": "value" on its own line).
 record_field() {

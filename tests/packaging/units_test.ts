@@ -78,7 +78,7 @@ Deno.test("systemd-analyze security rates the unit far less exposed than qemu-gu
     const [serial] = await unitsWithStubBinary(dir);
     const ours = await exposure(serial!);
     const theirs = await exposure(QEMU_GA_UNIT);
-    // Measured with systemd 252: 6.3 (MEDIUM) against 9.6 (UNSAFE); docs/install.md reports them.
+    // Measured with systemd 252: 6.3 (MEDIUM) against 9.6 (UNSAFE); README.md reports them.
     assert.ok(ours.score <= theirs.score - 3, `ours ${ours.score}, qemu-ga ${theirs.score}`);
     for (const passed of ["NoNewPrivileges=", "CapabilityBoundingSet=~CAP_SYS_MODULE"]) {
       assert.match(ours.report, new RegExp(`✓ ${passed.replace(/[=~]/g, "\\$&")}`));
