@@ -15,6 +15,7 @@ import { createLogger } from "./src/log.ts";
 import { startAgent } from "./src/main_agent.ts";
 import type { ListenEnv } from "./src/transport/mod.ts";
 import { VERSION_LINE } from "./src/version.ts";
+import { readConfigFile } from "./src/config/read.ts";
 
 const PROGRAM = "fsfreeze-agent";
 const encoder = new TextEncoder();
@@ -25,15 +26,6 @@ function print(text: string): void {
 
 function printError(text: string): void {
   Deno.stderr.writeSync(encoder.encode(text));
-}
-
-function readConfigFile(path: string): string | undefined {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
-  }
 }
 
 /**

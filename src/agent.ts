@@ -11,6 +11,7 @@ import { type DispatchContext, dispatchMessage, parseErrorLine } from "./protoco
 import { JsonMessageParser } from "./protocol/json.ts";
 import type { Registry } from "./protocol/registry.ts";
 import { type Connection, openTransport, type Transport } from "./transport/mod.ts";
+import { sleep } from "./sleep.ts";
 
 /** qemu-ga's `QGA_RETRY_INTERVAL`: seconds between channel re-opens with `--retry-path`. */
 export const RETRY_INTERVAL_MS = 5000;
@@ -180,17 +181,4 @@ function replyBytes(line: string, delimited: boolean): Uint8Array {
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

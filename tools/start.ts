@@ -9,17 +9,9 @@
 import { isLocalCommand } from "../src/cli.ts";
 import { DEFAULTS, parseConfig, type ParseResult } from "../src/config/mod.ts";
 import { agentFlags, denoRunOptions } from "../src/permissions.ts";
+import { readConfigFile } from "../src/config/read.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-function readConfigFile(path: string): string | undefined {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
-  }
-}
 
 /** The permission flags for these agent arguments (none when they do not parse: the agent then
  *  only prints its usage error). */

@@ -39,6 +39,7 @@ import {
   writeState,
 } from "./state.ts";
 import { statedirFrozen } from "./statedir.ts";
+import { sleep } from "../sleep.ts";
 
 /** How often a frozen agent looks for a thaw done by someone else (watchdog, local `thaw`). */
 const EXTERNAL_THAW_POLL_MS = 1000;
@@ -385,7 +386,7 @@ export class FreezeController {
     const limitMs = (this.#deps.config.fsfreezeHookTimeout + 10) * 1000;
     const until = Date.now() + limitMs;
     while (stateExists(this.#paths.claim) && Date.now() < until) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sleep(50);
     }
     this.#adoptExternalThaw();
   }

@@ -15,6 +15,7 @@ import type { Config } from "../config/mod.ts";
 import type { Logger } from "../log.ts";
 import { thawClaimed } from "./cycle.ts";
 import { claimState, readState, stateExists, statePaths } from "./state.ts";
+import { sleep } from "../sleep.ts";
 
 /** How often the watchdog checks that its cycle is still in force. */
 const CHECK_INTERVAL_MS = 1000;
@@ -52,16 +53,4 @@ export async function runWatchdog(
   });
   await thawClaimed(config, paths, claimed, claimed.mounts, "timeout", log, undefined);
   return "thawed";
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, Math.max(ms, 0));
-    signal.addEventListener("abort", done, { once: true });
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

@@ -41,6 +41,7 @@ import {
   type ReaderStart,
 } from "./_device_reader.ts";
 import type { Connection, ReadResult, Transport } from "./mod.ts";
+import { sleep } from "../sleep.ts";
 
 export { HANGUP_RETRY_MS } from "./_device_reader.ts";
 
@@ -323,7 +324,7 @@ export class FdConnection implements Connection {
           return;
         }
         if (err.errno !== Errno.EAGAIN) throw err;
-        await pause(pauseMs, this.#closing.signal);
+        await sleep(pauseMs, this.#closing.signal);
         pauseMs = Math.min(pauseMs * 2, WRITE_RETRY_MAX_MS);
       }
     }
@@ -344,19 +345,6 @@ export function ringDoorbell(wakeFd: number): void {
   } catch {
     // EAGAIN: the counter is already non-zero, the reader is already woken.
   }
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }
 
 /** close(2), ignoring a failure: nothing can be done about it for a channel we are done with. */
