@@ -58,11 +58,10 @@ export const AGENT_SYS_APIS: readonly string[] = ["hostname", "networkInterfaces
 
 /** Read-only system paths the agent needs besides the freeze scope. */
 const SYSTEM_READ_PATHS: readonly string[] = [
+  // Read through libc (Deno refuses /proc, /sys and /dev without --allow-all), so Deno cannot
+  // enforce this entry; it stays to state what the agent reads. Sysfs (block-device stacking for
+  // the freeze order) is read the same way and not listed.
   "/proc/self/mountinfo",
-  // Block-device stacking (loop backing files, dm slaves) for the freeze order.
-  "/sys/dev/block",
-  "/sys/block",
-  "/sys/devices",
   // guest-get-osinfo, guest-get-timezone, guest-get-users, guest-get-fsinfo's disk serials.
   "/etc/os-release",
   "/usr/lib/os-release",
