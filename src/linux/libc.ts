@@ -2,9 +2,9 @@
  * The only module that calls `Deno.dlopen`: libc symbols with their C prototypes, opened lazily,
  * and typed wrappers that read errno in the same synchronous call and throw {@link SyscallError}.
  *
- * No symbol is `nonblocking`: errno is thread-local, and a nonblocking call runs on another thread.
- * Work that may block (FIFREEZE on a dirty filesystem) calls these wrappers synchronously, on the
- * calling thread or in freezer.ts's Workers (which import this module: one dlopen per thread).
+ * One symbol is `nonblocking` (FIFREEZE off the calling thread, {@link fifreezeOffThread}); errno
+ * is thread-local and a nonblocking call runs on another thread, so that wrapper reports only
+ * success or failure and never reads errno. Every other wrapper is synchronous.
  *
  * @module
  */
@@ -30,6 +30,17 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   /** int ioctl(int fd, unsigned long req, int arg);  variadic in C: one alias per argument shape */
   ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "i32"], result: "i32" },
+  /**
+   * int ioctl(int fd, unsigned long req, int arg);  on a blocking thread of Deno's pool, so a
+   * FIFREEZE that waits on the kernel's sync leaves the event loop free. Its errno stays on that
+   * thread and is never read.
+   */
+  ioctl_int_offthread: {
+    name: "ioctl",
+    parameters: ["i32", "u64", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
   /** int ioctl(int fd, unsigned long req, void *arg); */
   ioctl_ptr: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
   /** int kill(pid_t pid, int sig); */
@@ -178,6 +189,16 @@ export function fifreeze(fd: number, path?: string): void {
   if (loadLibc().ioctl_int(fd, FIFREEZE, 0) === -1) {
     throw new SyscallError("ioctl(FIFREEZE)", lastErrno(), path);
   }
+}
+
+/**
+ * ioctl(FIFREEZE) on a blocking thread of Deno's pool (many can run at once): resolves `true` once
+ * frozen, `false` if the call failed. Why it failed cannot be told (errno stayed on that thread):
+ * {@link fifreeze} on the calling thread finds out (EBUSY, EOPNOTSUPP, EPERM fail again at once).
+ * The fd must stay open until the promise settles.
+ */
+export async function fifreezeOffThread(fd: number): Promise<boolean> {
+  return await loadLibc().ioctl_int_offthread(fd, FIFREEZE, 0) !== -1;
 }
 
 /**

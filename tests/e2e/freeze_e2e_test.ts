@@ -320,3 +320,20 @@ Deno.test("SIGTERM stops the agent even while a client keeps its connection open
   const status = await agent.stop("SIGTERM", 10_000);
   assert.equal(status.code, 0);
 });
+
+Deno.test("an empty qga.state.isfrozen left by qemu-ga means frozen at start-up until a thaw (item 22)", async () => {
+  await using fs = await createLoopMounts(1, { watchdogSeconds: 30 });
+  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
+  await Deno.mkdir(`${dir}/state`);
+  await Deno.writeTextFile(`${dir}/state/qga.state.isfrozen`, "");
+  try {
+    await using agent = await spawnAgent({ scope: fs.mounts, dir });
+    assert.equal(await returned(agent, "guest-fsfreeze-status"), "frozen");
+    assert.match((await call(agent, "guest-fsfreeze-freeze")).error ? "disabled" : "", /disabled/);
+    assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 0, "nothing was really frozen");
+    assert.equal(await returned(agent, "guest-fsfreeze-status"), "thawed");
+    assert.equal(await exists(stateFile(agent)), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
