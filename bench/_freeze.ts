@@ -15,7 +15,7 @@
 import { readMountinfo } from "../src/fsfreeze/mountinfo.ts";
 import { createLoopMounts } from "../tests/_util/loopfs.ts";
 import { BenchClient } from "./_client.ts";
-import { type AgentKind, firstPing, spawnAgent } from "./_procs.ts";
+import { type AgentKind, childPids, firstPing, rssKiB, sleep, spawnAgent } from "./_procs.ts";
 import { median } from "./_stats.ts";
 
 const encoder = new TextEncoder();
@@ -23,6 +23,17 @@ const THAW = encoder.encode(JSON.stringify({ execute: "guest-fsfreeze-thaw" }));
 const REPORT = encoder.encode(
   JSON.stringify({ execute: "__io.github.fsfreeze-agent_guest-fsfreeze-report" }),
 );
+
+/** Pause before the RSS reading after the last cycle. */
+const SETTLE_MS = 300;
+
+function rssOrZero(pid: number): number {
+  try {
+    return rssKiB(pid);
+  } catch {
+    return 0; // exited meanwhile
+  }
+}
 
 /** Knobs of {@link measureFreeze}. */
 export interface FreezeBenchOptions {
@@ -34,6 +45,8 @@ export interface FreezeBenchOptions {
   imageMiB: number;
   /** Seconds after each arming until the loop fixtures' watchdog thaws everything. */
   watchdogSeconds: number;
+  /** Mounts qemu-ga's namespace keeps although they are under /tmp (the bench's own tmpfs). */
+  keepVisible?: readonly string[];
 }
 
 /** One freeze-list + thaw, as the host sees it. */
@@ -56,6 +69,11 @@ export interface AgentAccount {
 
 /** One run's numbers. */
 export interface FreezeSample {
+  /** The agent's VmRSS while frozen (1st cycle), and its child processes' (our watchdog). */
+  frozenRssKiB: number;
+  childrenRssKiB: number;
+  /** The agent's VmRSS after the last cycle, settled. */
+  afterRssKiB: number;
   first: CycleTimes;
   /** Median of each field over the steady cycles. */
   steady: CycleTimes;
@@ -76,7 +94,11 @@ export async function measureFreeze(
     sizeMiB: options.imageMiB,
     watchdogSeconds: options.watchdogSeconds,
   });
-  const hideMounts = kind === "qemu-ga" ? foreignMounts(mounts.mounts) : undefined;
+  // The images' own writes (mkfs) go to the disk now, not during the measurement.
+  await syncFilesystemOf(mounts.dir);
+  const hideMounts = kind === "qemu-ga"
+    ? foreignMounts([...mounts.mounts, ...options.keepVisible ?? []])
+    : undefined;
   await using agent = await spawnAgent(kind, {
     dir,
     scope: mounts.mounts,
@@ -94,7 +116,12 @@ export async function measureFreeze(
 
   await writeDirtyData(mounts.mounts, options.dirtyMiB);
   await mounts.armWatchdog();
-  const first = await cycle(client, request, count);
+  let frozenRssKiB = 0;
+  let childrenRssKiB = 0;
+  const first = await cycle(client, request, count, () => {
+    frozenRssKiB = rssKiB(agent.pid);
+    childrenRssKiB = childPids(agent.pid).reduce((sum, pid) => sum + rssOrZero(pid), 0);
+  });
   const firstAccount = kind === "ours" ? await account(client) : undefined;
 
   await mounts.armWatchdog();
@@ -104,22 +131,35 @@ export async function measureFreeze(
     cycles.push(await cycle(client, request, count));
     if (kind === "ours") accounts.push(await account(client));
   }
-  const sample: FreezeSample = { first, steady: medianCycle(cycles) };
+  await sleep(SETTLE_MS);
+  const sample: FreezeSample = {
+    frozenRssKiB,
+    childrenRssKiB,
+    afterRssKiB: rssKiB(agent.pid),
+    first,
+    steady: medianCycle(cycles),
+  };
   if (firstAccount) sample.firstAccount = firstAccount;
   if (accounts.length > 0) sample.steadyAccount = medianAccount(accounts);
   return sample;
 }
 
-/** Freeze-list then thaw, each timed from the request's write to its reply. */
+/**
+ * Freeze-list then thaw, each timed from the request's write to its reply; `whileFrozen` runs
+ * in between, untimed (it must not write to the frozen filesystems).
+ */
 async function cycle(
   client: BenchClient,
   freezeRequest: Uint8Array,
   count: number,
+  whileFrozen?: () => void,
 ): Promise<CycleTimes> {
   const started = performance.now();
   await client.write(freezeRequest);
   const frozenLine = await client.readLine();
   const frozenAt = performance.now();
+  whileFrozen?.();
+  const thawStarted = performance.now();
   await client.write(THAW);
   const thawedLine = await client.readLine();
   const thawedAt = performance.now();
@@ -129,7 +169,7 @@ async function cycle(
     throw new Error(`expected ${count} frozen and thawed, got: ${frozenLine} / ${thawedLine}`);
   }
   const freezeMs = frozenAt - started;
-  const thawMs = thawedAt - frozenAt;
+  const thawMs = thawedAt - thawStarted;
   return { freezeMs, thawMs, totalMs: freezeMs + thawMs };
 }
 
@@ -187,9 +227,15 @@ async function writeDirtyData(mountPoints: readonly string[], mib: number): Prom
   }
 }
 
+/** syncfs(2) of the filesystem holding `path` (never one of the loop mounts: they hold no image). */
+async function syncFilesystemOf(path: string): Promise<void> {
+  const output = await new Deno.Command("sync", { args: ["-f", path], stdout: "null" }).output();
+  if (!output.success) throw new Error(`sync -f ${path} failed`);
+}
+
 /**
  * Mounts qemu-ga must not see (its thaw would thaw them): every loop-device or /tmp mount that is
- * not one of `own`, deepest first.
+ * not one of `own` (the bench's loop mounts and its tmpfs), deepest first.
  */
 export function foreignMounts(own: readonly string[]): string[] {
   const mine = new Set(own);

@@ -1,8 +1,9 @@
 /**
  * The processes the bench compares: our agent (run exactly as tests/_util/agent.ts `spawnAgent`
  * runs it: the real `deno` executable, `agentFlags` for its command line, `QGA_CONF` naming a file
- * that does not exist), qemu-ga, and the Deno floor (an empty script). Also readiness by first
- * `guest-ping` reply, and memory from `/proc/<pid>/status`.
+ * that does not exist), qemu-ga, and the Deno floor (an empty script, under the agent's V8 flags
+ * like every Deno process of the bench: see compare.ts). Also readiness by first `guest-ping`
+ * reply, and memory from `/proc/<pid>/status`.
  *
  * qemu-ga thaws every mount it can see on `guest-fsfreeze-thaw`. So that a benchmark thaw never
  * touches loop mounts other people's tests froze, the freeze runs start qemu-ga in a private mount
@@ -14,7 +15,7 @@
  */
 
 import { parseConfig } from "../src/config/mod.ts";
-import { agentFlags, denoRunOptions } from "../src/permissions.ts";
+import { AGENT_V8_FLAGS, agentFlags, denoRunOptions } from "../src/permissions.ts";
 import { BenchClient, requestBytes } from "./_client.ts";
 
 /** The agents compared. */
@@ -115,9 +116,31 @@ function signal(child: Deno.ChildProcess, name: Deno.Signal): void {
   }
 }
 
+/** What the serve measurements start: the agents, and a minimal Deno ping server as the floor. */
+export type ServeKind = AgentKind | "deno-floor";
+
 /** Starts an agent on a unix socket in `options.dir`. */
 export function spawnAgent(kind: AgentKind, options: AgentOptions): Promise<BenchProcess> {
   return kind === "ours" ? spawnOurs(options) : spawnQemuGa(options);
+}
+
+/** Starts `kind` on a unix socket in `dir`; the floor server runs `serverScript`. */
+export async function spawnServer(
+  kind: ServeKind,
+  dir: string,
+  serverScript: string,
+): Promise<BenchProcess> {
+  if (kind !== "deno-floor") return await spawnAgent(kind, { dir });
+  const socketPath = `${dir}/floor.sock`;
+  await Deno.mkdir(dir, { recursive: true });
+  const command = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", AGENT_V8_FLAGS, serverScript, socketPath],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  });
+  const spawnedAt = performance.now();
+  return new BenchProcess(command.spawn(), spawnedAt, socketPath);
 }
 
 async function spawnOurs(options: AgentOptions): Promise<BenchProcess> {
@@ -247,9 +270,21 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
 
 /** Resident memory of `pid` in KiB (`VmRSS`; a process's threads, Workers included, share it). */
 export function rssKiB(pid: number): number {
+  return statusKiB(pid, "VmRSS");
+}
+
+/**
+ * The private part of it (`RssAnon`: heaps, stacks). The rest, `RssFile`, is mostly the `deno`
+ * executable's own code paged in as it is used (shared with every other Deno process, clean).
+ */
+export function rssAnonKiB(pid: number): number {
+  return statusKiB(pid, "RssAnon");
+}
+
+function statusKiB(pid: number, field: string): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
-  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(status);
+  if (!match) throw new Error(`no ${field} for pid ${pid}`);
   return Number(match[1]);
 }
 
@@ -274,26 +309,42 @@ export function childPids(pid: number): number[] {
 }
 
 /** A script for the Deno floor. */
-export type FloorScript = "empty" | "idle";
+export type FloorScript = "empty" | "idle" | "server";
 
 const FLOOR_SOURCE: Record<FloorScript, string> = {
   empty: "",
   // Stays alive with nothing to do, and says when it has loaded.
   idle: "setInterval(() => {}, 1 << 30);\nDeno.stdout.writeSync(new Uint8Array([10]));\n",
+  // The least a Deno agent must do: one reply line per request (each ping has one "}").
+  server: [
+    "const reply = new TextEncoder().encode('{\"return\": {}}\\n');",
+    "const listener = Deno.listen({ transport: 'unix', path: Deno.args[0] });",
+    "for await (const conn of listener) {",
+    "  const buffer = new Uint8Array(4096);",
+    "  for (;;) {",
+    "    const n = await conn.read(buffer).catch(() => null);",
+    "    if (n === null) break;",
+    "    for (let i = 0; i < n; i++) if (buffer[i] === 0x7d) await conn.write(reply);",
+    "  }",
+    "  conn.close();",
+    "}",
+    "",
+  ].join("\n"),
 };
 
 /** Writes the floor scripts into `dir`; returns their paths. */
 export async function writeFloorScripts(dir: string): Promise<Record<FloorScript, string>> {
-  const paths = { empty: `${dir}/empty.ts`, idle: `${dir}/idle.ts` };
-  await Deno.writeTextFile(paths.empty, FLOOR_SOURCE.empty);
-  await Deno.writeTextFile(paths.idle, FLOOR_SOURCE.idle);
+  const paths = { empty: `${dir}/empty.ts`, idle: `${dir}/idle.ts`, server: `${dir}/server.ts` };
+  for (const name of ["empty", "idle", "server"] as const) {
+    await Deno.writeTextFile(paths[name], FLOOR_SOURCE[name]);
+  }
   return paths;
 }
 
 /** Milliseconds from spawn to exit of `deno run <empty script>`. */
 export async function floorRunMs(emptyScript: string): Promise<number> {
   const command = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", emptyScript],
+    args: ["run", "--no-prompt", AGENT_V8_FLAGS, emptyScript],
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -308,7 +359,7 @@ export async function floorRunMs(emptyScript: string): Promise<number> {
 /** VmRSS (KiB) of an idle `deno run`, `settleMs` after its script has loaded. */
 export async function floorIdleRssKiB(idleScript: string, settleMs: number): Promise<number> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", idleScript],
+    args: ["run", "--no-prompt", AGENT_V8_FLAGS, idleScript],
     stdin: "null",
     stdout: "piped",
     stderr: "null",

@@ -6,7 +6,7 @@
  */
 
 import type { AgentAccount, FreezeSample } from "./_freeze.ts";
-import type { AgentKind } from "./_procs.ts";
+import type { AgentKind, ServeKind } from "./_procs.ts";
 import type { FloorSample, ServeSample } from "./_serve.ts";
 import { median, ratio, round } from "./_stats.ts";
 
@@ -32,7 +32,7 @@ export interface Section {
 
 /** The serve part of the samples. */
 export interface ServeRuns {
-  agents: Record<AgentKind, ServeSample[]>;
+  agents: Record<ServeKind, ServeSample[]>;
   floor: FloorSample[];
 }
 
@@ -47,7 +47,7 @@ const MIB = 1024;
 
 /** Start-up, memory and ping rows. */
 export function serveSection(runs: ServeRuns, requests: number): Section {
-  const of = (kind: AgentKind, pick: (s: ServeSample) => number): number =>
+  const of = (kind: ServeKind, pick: (s: ServeSample) => number): number =>
     median(runs.agents[kind].map(pick));
   const floorRun = median(runs.floor.map((f) => f.runMs));
   const floorRss = median(runs.floor.map((f) => f.idleRssKiB)) / MIB;
@@ -66,6 +66,12 @@ export function serveSection(runs: ServeRuns, requests: number): Section {
   const growth = row("  growth over idle (×)", (s) => s.rssAfterRequestsKiB / s.idleRssKiB);
   growth.target = "flat: ≤ 1.05";
   growth.met = growth.ours <= 1.05;
+  const anonIdle = row("  private part (RssAnon), idle (MiB)", (s) => s.idleAnonKiB / MIB);
+  const anonAfter = row(
+    `  private part after ${requests} requests (MiB)`,
+    (s) => s.anonAfterRequestsKiB / MIB,
+  );
+  const server = (pick: (s: ServeSample) => number): string => fmt(of("deno-floor", pick));
   const p50 = row("guest-ping round trip p50 (µs)", (s) => s.pingP50Us);
   p50.target = "≤ 1.0×";
   p50.met = p50.ratio <= 1.0;
@@ -76,6 +82,8 @@ export function serveSection(runs: ServeRuns, requests: number): Section {
       idle,
       after,
       growth,
+      anonIdle,
+      anonAfter,
       p50,
       row("guest-ping round trip p99 (µs)", (s) => s.pingP99Us),
       row("pipelined guest-ping (requests/s)", (s) => s.requestsPerSecond),
@@ -84,12 +92,25 @@ export function serveSection(runs: ServeRuns, requests: number): Section {
     notes: [
       `Deno floor (deno run of an empty script): ${fmt(floorRun)} ms spawn to exit, ` +
       `${fmt(floorRss)} MiB idle RSS`,
+      `Deno floor server (a minimal Deno unix-socket ping server): start to first reply ` +
+      `${server((s) => s.startupMs)} ms, idle RSS ${server((s) => s.idleRssKiB / MIB)} MiB ` +
+      `(private ${server((s) => s.idleAnonKiB / MIB)}), after ${requests} requests ` +
+      `${server((s) => s.rssAfterRequestsKiB / MIB)} MiB (private ` +
+      `${server((s) => s.anonAfterRequestsKiB / MIB)}), ping p50 ${server((s) => s.pingP50Us)} µs`,
     ],
   };
 }
 
+/** What the disk under the loop images can do (for the first cycle's floor). */
+export interface DiskProbe {
+  /** MB/s of a `dd … conv=fsync` write next to the images. */
+  mbPerSecond: number;
+  /** MiB written to each filesystem before its first cycle. */
+  dirtyMiB: number;
+}
+
 /** Freeze rows of one hook variant (all mount counts). */
-export function freezeSection(variants: readonly FreezeRuns[]): Section {
+export function freezeSection(variants: readonly FreezeRuns[], disk?: DiskProbe): Section {
   const hook = variants[0]?.hook ?? "none";
   const rows: Row[] = [];
   const notes: string[] = [];
@@ -129,6 +150,22 @@ export function freezeSection(variants: readonly FreezeRuns[]): Section {
       `${n} fs, our report, 1st cycle: ${account((s) => s.firstAccount)}`,
       `${n} fs, our report, steady:    ${account((s) => s.steadyAccount)}`,
     );
+    if (variant === variants.at(-1)) {
+      rows.push(
+        row(`${n} fs, agent RSS while frozen (MiB)`, (s) => s.frozenRssKiB / MIB),
+        row(`${n} fs, agent RSS after the cycles (MiB)`, (s) => s.afterRssKiB / MIB),
+      );
+      const watchdog = median(variant.agents.ours.map((s) => s.childrenRssKiB)) / MIB;
+      notes.push(`our watchdog process while frozen: ${fmt(watchdog)} MiB RSS (not in the row)`);
+      if (disk) {
+        const floorMs = (n * disk.dirtyMiB * 1.048576) / disk.mbPerSecond * 1000;
+        notes.push(
+          `disk under the images: ${fmt(disk.mbPerSecond)} MB/s (dd conv=fsync); writing ` +
+            `${n} × ${disk.dirtyMiB} MiB at that rate takes ${fmt(floorMs)} ms: the floor of a ` +
+            `1st cycle`,
+        );
+      }
+    }
   }
   return { title: `guest-fsfreeze-freeze-list + thaw, ${hook} hook`, rows, notes };
 }

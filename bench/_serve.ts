@@ -1,22 +1,24 @@
 /**
- * The non-freeze measurements, both agents alive side by side in each run: start-to-first-
- * `guest-ping`, idle RSS, `guest-ping` round trips on one connection each (sequential
- * request/response, in blocks that alternate between the agents so drift hits both alike), and
- * RSS after a long series of requests. Also the Deno floor's start-up and idle RSS.
+ * The non-freeze measurements, the agents (and a minimal Deno ping server, the floor of what a
+ * Deno agent can do) alive side by side in each run: start-to-first-`guest-ping`, idle RSS,
+ * `guest-ping` round trips on one connection each (sequential request/response, in blocks that
+ * alternate between them so drift hits all alike), and RSS after a long series of requests.
+ * Also the Deno floor's start-up (an empty script) and idle RSS.
  *
  * @module
  */
 
 import { type BenchClient, requestBytes } from "./_client.ts";
 import {
-  type AgentKind,
   type BenchProcess,
   firstPing,
   floorIdleRssKiB,
   floorRunMs,
+  rssAnonKiB,
   rssKiB,
+  type ServeKind,
   sleep,
-  spawnAgent,
+  spawnServer,
   threadCount,
 } from "./_procs.ts";
 import { percentile } from "./_stats.ts";
@@ -42,6 +44,9 @@ export interface ServeSample {
   startupMs: number;
   idleRssKiB: number;
   rssAfterRequestsKiB: number;
+  /** The private parts (RssAnon) of the two readings. */
+  idleAnonKiB: number;
+  anonAfterRequestsKiB: number;
   threads: number;
   pingP50Us: number;
   pingP99Us: number;
@@ -53,49 +58,67 @@ export interface ServeSample {
 const PING = requestBytes("guest-ping");
 
 interface Running {
-  kind: AgentKind;
+  kind: ServeKind;
   process: BenchProcess;
   client: BenchClient;
   startupMs: number;
   idleRssKiB: number;
+  idleAnonKiB: number;
   pingMs: number[];
 }
 
-/** One run: starts the agents in `order` (each in its own dir), measures, stops them. */
+/**
+ * One run: starts everything in `order` (each in its own dir; the floor server runs
+ * `serverScript`), measures, stops them.
+ */
 export async function measureServeRun(
-  order: readonly AgentKind[],
-  dirOf: (kind: AgentKind) => string,
+  order: readonly ServeKind[],
+  dirOf: (kind: ServeKind) => string,
+  serverScript: string,
   options: ServeOptions,
-): Promise<Map<AgentKind, ServeSample>> {
+): Promise<Map<ServeKind, ServeSample>> {
   const running: Running[] = [];
   try {
     for (const kind of order) {
-      const process = await spawnAgent(kind, { dir: dirOf(kind) });
+      const process = await spawnServer(kind, dirOf(kind), serverScript);
       try {
         const { client, ms } = await firstPing(process);
-        running.push({ kind, process, client, startupMs: ms, idleRssKiB: 0, pingMs: [] });
+        running.push({
+          kind,
+          process,
+          client,
+          startupMs: ms,
+          idleRssKiB: 0,
+          idleAnonKiB: 0,
+          pingMs: [],
+        });
       } catch (err) {
         await process.stop();
         throw err;
       }
     }
     await sleep(options.settleMs);
-    for (const agent of running) agent.idleRssKiB = rssKiB(agent.process.pid);
+    for (const agent of running) {
+      agent.idleRssKiB = rssKiB(agent.process.pid);
+      agent.idleAnonKiB = rssAnonKiB(agent.process.pid);
+    }
     for (const agent of running) await pings(agent.client, options.warmupPings);
     const perBlock = Math.ceil(options.pings / options.pingBlocks);
     for (let block = 0; block < options.pingBlocks; block++) {
       for (const agent of running) agent.pingMs.push(...await pings(agent.client, perBlock));
     }
-    const rates = new Map<AgentKind, number>();
+    const rates = new Map<ServeKind, number>();
     for (const agent of running) rates.set(agent.kind, await requestSeries(agent.client, options));
     await sleep(options.settleMs);
-    const samples = new Map<AgentKind, ServeSample>();
+    const samples = new Map<ServeKind, ServeSample>();
     for (const agent of running) {
       const micros = agent.pingMs.map((ms) => ms * 1000);
       samples.set(agent.kind, {
         startupMs: agent.startupMs,
         idleRssKiB: agent.idleRssKiB,
         rssAfterRequestsKiB: rssKiB(agent.process.pid),
+        idleAnonKiB: agent.idleAnonKiB,
+        anonAfterRequestsKiB: rssAnonKiB(agent.process.pid),
         threads: threadCount(agent.process.pid),
         pingP50Us: percentile(micros, 50),
         pingP99Us: percentile(micros, 99),

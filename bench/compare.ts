@@ -13,8 +13,9 @@
  */
 
 import { parseArgs } from "node:util";
+import { AGENT_V8_FLAGS } from "../src/permissions.ts";
 import { type FreezeBenchOptions, type FreezeSample, measureFreeze } from "./_freeze.ts";
-import { type AgentKind, QEMU_GA, writeFloorScripts } from "./_procs.ts";
+import { type AgentKind, QEMU_GA, type ServeKind, writeFloorScripts } from "./_procs.ts";
 import {
   type FreezeRuns,
   freezeSection,
@@ -138,17 +139,22 @@ async function preflight(): Promise<void> {
   }
 }
 
-/** Start-up, memory, ping: each run has both agents alive, started in the run's order. */
+/**
+ * Start-up, memory, ping: each run has both agents and the floor server alive, started in the
+ * run's order (ours and qemu-ga take turns going first).
+ */
 async function serveRuns(options: Options, work: string): Promise<ServeRuns> {
   const scripts = await writeFloorScripts(work);
-  const agents: Record<AgentKind, ServeRuns["agents"]["ours"]> = { ours: [], "qemu-ga": [] };
+  const agents: ServeRuns["agents"] = { ours: [], "qemu-ga": [], "deno-floor": [] };
   const floor: FloorSample[] = [];
   // One untimed round first: module caches, page cache and binaries are warm for every run.
   const all = options.runs + 1;
   for (let run = 0; run < all; run++) {
-    const order: AgentKind[] = run % 2 === 0 ? ["ours", "qemu-ga"] : ["qemu-ga", "ours"];
-    const dirOf = (kind: AgentKind): string => `${work}/serve-${run}-${kind}`;
-    const samples = await measureServeRun(order, dirOf, options.serve);
+    const order: ServeKind[] = run % 2 === 0
+      ? ["ours", "qemu-ga", "deno-floor"]
+      : ["qemu-ga", "ours", "deno-floor"];
+    const dirOf = (kind: ServeKind): string => `${work}/serve-${run}-${kind}`;
+    const samples = await measureServeRun(order, dirOf, scripts.server, options.serve);
     const floorSample = await measureFloor(scripts, options.serve.settleMs);
     if (run === 0) continue;
     for (const [kind, sample] of samples) agents[kind].push(sample);
@@ -183,7 +189,7 @@ async function freezeRuns(options: Options, work: string): Promise<FreezeRuns[]>
             count,
             hook === "trivial" ? hookPath : undefined,
             dir,
-            options.freeze,
+            { ...options.freeze, keepVisible: [work] },
           );
           agents[kind].push(sample);
           progress(
@@ -198,6 +204,39 @@ async function freezeRuns(options: Options, work: string): Promise<FreezeRuns[]>
     }
   }
   return results;
+}
+
+/** Write bandwidth of the disk under /tmp (where the loop images live): 256 MiB, fsync'ed. */
+async function diskMBps(): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "fsfreeze_bench_dd_" });
+  try {
+    const started = performance.now();
+    const output = await new Deno.Command("dd", {
+      args: ["if=/dev/zero", `of=${dir}/probe`, "bs=1M", "count=256", "conv=fsync"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (!output.success) return NaN;
+    return 256 * 1.048576 / ((performance.now() - started) / 1000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * Sockets and state dirs go on a tmpfs of the bench's own, as in production (/run), so that
+ * state-file writes do not land in the journal of the disk that holds the loop images (that
+ * slows every FIFREEZE of theirs, for both agents). The images stay on /tmp. (Deno's narrow
+ * permissions refuse /dev/shm.) Returns whether it was mounted.
+ */
+async function mountTmpfs(dir: string): Promise<boolean> {
+  const args = ["-t", "tmpfs", "-o", "size=64m,mode=0700", "fsfreeze-bench", dir];
+  return (await new Deno.Command("mount", { args, stdout: "null", stderr: "null" }).output())
+    .success;
+}
+
+async function unmount(dir: string): Promise<void> {
+  await new Deno.Command("umount", { args: [dir], stdout: "null", stderr: "null" }).output();
 }
 
 let interrupted = false;
@@ -224,6 +263,7 @@ async function main(): Promise<void> {
   Deno.addSignalListener("SIGINT", () => interrupted = true);
   const started = new Date();
   const work = await Deno.makeTempDir({ prefix: "fsfreeze_bench_" });
+  const tmpfs = await mountTmpfs(work);
   const sections: Section[] = [];
   let serve: ServeRuns | undefined;
   let freeze: FreezeRuns[] | undefined;
@@ -233,12 +273,14 @@ async function main(): Promise<void> {
       sections.push(serveSection(serve, options.serve.requests));
     }
     if (options.only.has("freeze")) {
+      const disk = { mbPerSecond: await diskMBps(), dirtyMiB: options.freeze.dirtyMiB };
       freeze = await freezeRuns(options, work);
       for (const hook of options.hooks) {
-        sections.push(freezeSection(freeze.filter((f) => f.hook === hook)));
+        sections.push(freezeSection(freeze.filter((f) => f.hook === hook), disk));
       }
     }
   } finally {
+    if (tmpfs) await unmount(work);
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
   const host = await machine();
@@ -265,4 +307,27 @@ async function main(): Promise<void> {
   print(`JSON: ${out}`);
 }
 
-if (import.meta.main) await main();
+/**
+ * Deno processes share one V8 code cache (in DENO_DIR), and an entry made under other V8 flags is
+ * rejected and rewritten. The agent runs with {@link AGENT_V8_FLAGS}; were the bench (and the
+ * floor) to run without them, every agent would rewrite hundreds of cache pages — in the middle
+ * of its freeze. So the bench runs itself under the agent's flags: returns the exit code of that
+ * run, or undefined when this already is it.
+ */
+async function underAgentFlags(): Promise<number | undefined> {
+  if (typeof (globalThis as { gc?: unknown }).gc === "function") return undefined;
+  const self = new URL(import.meta.url).pathname;
+  const { code } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", AGENT_V8_FLAGS, self, ...Deno.args],
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  return code;
+}
+
+if (import.meta.main) {
+  const code = await underAgentFlags();
+  if (code !== undefined) Deno.exit(code);
+  await main();
+}

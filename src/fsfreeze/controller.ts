@@ -11,13 +11,7 @@ import { genericError } from "../errors.ts";
 import type { AgentLogger } from "../log.ts";
 import { kill, Signal } from "../linux/libc.ts";
 import { emptyReport, runPhase, thawClaimed } from "./cycle.ts";
-import {
-  closeFreezer,
-  freezeMounts,
-  type FreezeOutcome,
-  prepareFreezer,
-  thawMounts,
-} from "./freezer.ts";
+import { freezeMounts, type FreezeOutcome, thawMounts } from "./freezer.ts";
 import {
   type CycleReport,
   loadReport,
@@ -159,8 +153,6 @@ export class FreezeController {
     }
     this.#recordState(state);
     if (deadline !== null) this.#startWatchdog(state);
-    // Start the freeze Workers now, so their start-up overlaps the freeze hook.
-    const warm = selection.mounts.length > 1 ? prepareFreezer().catch(() => {}) : undefined;
 
     // The application stalls from the freeze hook's start (or the first FIFREEZE) until thaw.
     const hookStartedAt = performance.now();
@@ -178,7 +170,6 @@ export class FreezeController {
       throw genericError(error);
     }
 
-    await warm;
     this.#enterFrozen();
     const outcomes = await this.#freezeOrRollBack(selection.waves, report);
     report.freezeWindowUs = micros(performance.now() - hookStartedAt);
@@ -254,7 +245,6 @@ export class FreezeController {
       await this.thaw("signal");
     }
     this.#stopPoll();
-    closeFreezer();
   }
 
   #select(mountpoints?: readonly string[]): ReturnType<typeof selectMounts> {

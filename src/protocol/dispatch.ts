@@ -14,7 +14,7 @@ import {
   toWireError,
 } from "../errors.ts";
 import { encodeJson, fromJs, type JsonValue, qdictKeyOrder } from "./json.ts";
-import { type Args, checkArgs, type Registry } from "./registry.ts";
+import { type Args, type ArgSpec, checkArgs, type Registry } from "./registry.ts";
 
 /** The outcome of dispatching one message. */
 export interface Reply {
@@ -69,7 +69,7 @@ export async function dispatchMessage<Ctx extends DispatchContext>(
     const spec = registry.get(command);
     if (!spec) throw commandNotFound(command);
     if (!registry.isEnabled(command, ctx.frozen())) throw commandDisabled(command);
-    const args: Args = checkArgs(spec.args ?? [], envelope.args, qdictKeyOrder);
+    const args: Args = checkArgs(spec.args ?? NO_ARG_SPECS, envelope.args, qdictKeyOrder);
     const result = await spec.handler(args, ctx);
     if (spec.successResponse === false) return { line: undefined, command, delimited: false };
     const value = isDelimited(result) ? result.value : result;
@@ -98,19 +98,48 @@ function isJsonValue(value: unknown): value is JsonValue {
     typeof (value as { kind: unknown }).kind === "string" && !Array.isArray(value);
 }
 
+/** Where `id` goes in a reply: QDict iteration order of the two keys (fixed, so computed once). */
+const ID_FIRST = {
+  return: qdictKeyOrder(["return", "id"])[0] === "id",
+  error: qdictKeyOrder(["error", "id"])[0] === "id",
+};
+
+/**
+ * The reply `{key: value[, "id": id]}` as qemu's writer prints a two-member QDict, put together
+ * directly: every reply takes this path, and a Map plus key ordering per reply is measurable.
+ */
 function responseLine(
   key: "return" | "error",
   value: JsonValue,
   id: JsonValue | undefined,
 ): string {
-  const members = new Map<string, JsonValue>([[key, value]]);
-  if (id !== undefined) members.set("id", id);
-  return encodeJson({ kind: "object", members }) + "\n";
+  const body = `"${key}": ${encodeJson(value)}`;
+  if (id === undefined) return `{${body}}\n`;
+  const idMember = `"id": ${encodeJson(id)}`;
+  return ID_FIRST[key] ? `{${idMember}, ${body}}\n` : `{${body}, ${idMember}}\n`;
 }
 
 /** qemu's `qmp_dispatch_check_obj`: members checked in QDict order, then `execute` required. */
 function checkEnvelope(message: JsonValue): Envelope {
   if (message.kind !== "object") throw genericError("QMP input must be a JSON object");
+  // A well-formed envelope passes whatever the order; only an error depends on which member is
+  // checked first, so the ordered check runs only when something is wrong.
+  const execute = message.members.get("execute");
+  const args = message.members.get("arguments");
+  const wellFormed = execute?.kind === "string" &&
+    (args === undefined || args.kind === "object") &&
+    message.members.size === 1 + (args === undefined ? 0 : 1) +
+        (message.members.has("id") ? 1 : 0);
+  if (wellFormed) {
+    return { execute: execute.value, args: args?.kind === "object" ? args.members : NO_ARGS };
+  }
+  return checkEnvelopeInOrder(message);
+}
+
+const NO_ARGS: ReadonlyMap<string, JsonValue> = new Map();
+const NO_ARG_SPECS: readonly ArgSpec[] = [];
+
+function checkEnvelopeInOrder(message: JsonValue & { kind: "object" }): Envelope {
   let execute: string | undefined;
   let args: ReadonlyMap<string, JsonValue> = new Map();
   for (const key of qdictKeyOrder([...message.members.keys()])) {

@@ -117,10 +117,27 @@ export function checkArgs(
     }
     args[spec.name] = checkValue(spec.name, spec.type, value);
   }
-  const known = new Set(specs.map((s) => s.name));
+  if (members.size === 0) return args;
+  const known = knownNames(specs);
+  let allKnown = true;
+  for (const key of members.keys()) allKnown &&= known.has(key);
+  if (allKnown) return args;
+  // Which unexpected member is named depends on the order: only then is it worked out.
   const extra = memberOrder([...members.keys()]).find((key) => !known.has(key));
   if (extra !== undefined) throw genericError(`Parameter '${extra}' is unexpected`);
   return args;
+}
+
+/** The argument names of a schema, kept per schema (it is checked on every call). */
+const knownNamesCache = new WeakMap<readonly ArgSpec[], ReadonlySet<string>>();
+
+function knownNames(specs: readonly ArgSpec[]): ReadonlySet<string> {
+  let known = knownNamesCache.get(specs);
+  if (known === undefined) {
+    known = new Set(specs.map((s) => s.name));
+    knownNamesCache.set(specs, known);
+  }
+  return known;
 }
 
 function checkValue(name: string, type: ArgType, value: JsonValue): ArgValue {

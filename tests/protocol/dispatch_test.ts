@@ -142,3 +142,28 @@ Deno.test("parseErrorLine() carries no id", () => {
     '{"error": {"class": "GenericError", "desc": "JSON parse error, stray \'@\'"}}\n',
   );
 });
+
+Deno.test("dispatchMessage() orders id and picks the envelope error as qemu-ga when several members count", async () => {
+  // Replies of qemu-ga 7.2 to the same input: `id` follows "return" but precedes "error", and of
+  // several bad members the one its QDict iterates first is reported.
+  const cases: [string, string][] = [
+    [
+      '{"execute":1,"bar":1}',
+      '{"error": {"class": "GenericError", "desc": "QMP input member \'bar\' is unexpected"}}\n',
+    ],
+    [
+      '{"bar":1,"execute":1}',
+      '{"error": {"class": "GenericError", "desc": "QMP input member \'bar\' is unexpected"}}\n',
+    ],
+    [
+      '{"arguments":1,"execute":"guest-ping","zzz":2}',
+      '{"error": {"class": "GenericError", "desc": "QMP input member \'zzz\' is unexpected"}}\n',
+    ],
+    ['{"execute":"guest-ping","id":{"a":1}}', '{"return": {}, "id": {"a": 1}}\n'],
+    [
+      '{"execute":"nope","id":[1,2]}',
+      '{"id": [1, 2], "error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}}\n',
+    ],
+  ];
+  for (const [input, expected] of cases) assert.equal(await reply(input), expected, input);
+});
