@@ -9,6 +9,7 @@
 import { isLocalCommand } from "../src/cli.ts";
 import { DEFAULTS, parseConfig, type ParseResult } from "../src/config/mod.ts";
 import { agentFlags, denoRunOptions } from "../src/permissions.ts";
+import { isUnder } from "../src/fsfreeze/select.ts";
 import { readConfigFile } from "../src/config/read.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -35,6 +36,31 @@ export function flagsFor(argv: readonly string[], env: { QGA_CONF?: string }): s
   return minimal;
 }
 
+/**
+ * Under `deno run` (not the compiled binary) Deno may write its caches in DENO_DIR while the agent
+ * runs — a lazily loaded module, the code cache. If that directory is on a filesystem the agent
+ * freezes, the write blocks and nothing can thaw it: say so before starting.
+ */
+export function denoDirWarning(
+  argv: readonly string[],
+  env: { QGA_CONF?: string; DENO_DIR?: string; HOME?: string; XDG_CACHE_HOME?: string },
+): string | undefined {
+  const options = argv[0] !== undefined && isLocalCommand(argv[0]) ? argv.slice(1) : argv;
+  let parsed: ParseResult;
+  try {
+    parsed = parseConfig(options, env, readConfigFile);
+  } catch {
+    return undefined;
+  }
+  if (parsed.action !== "run") return undefined;
+  const cache = env.DENO_DIR ?? `${env.XDG_CACHE_HOME ?? `${env.HOME ?? "/root"}/.cache`}/deno`;
+  const covering = parsed.config.fsfreezeScope.find((base) => isUnder(cache, base));
+  if (covering === undefined) return undefined;
+  return `warning: Deno's cache ${cache} is inside the freeze scope (${covering}). Under deno run ` +
+    "Deno may write there while filesystems are frozen, which would hang the agent. Narrow " +
+    "--fsfreeze-scope, or set DENO_DIR to a tmpfs; the compiled binary has no such cache.\n";
+}
+
 /** Every config file the arguments could name (`-c`, `--config`), else $QGA_CONF or the default. */
 function configPaths(argv: readonly string[], env: { QGA_CONF?: string }): string {
   const named: string[] = [];
@@ -49,6 +75,13 @@ function configPaths(argv: readonly string[], env: { QGA_CONF?: string }): strin
 if (import.meta.main) {
   const qgaConf = Deno.env.get("QGA_CONF");
   const flags = flagsFor(Deno.args, qgaConf === undefined ? {} : { QGA_CONF: qgaConf });
+  const env: Record<string, string> = {};
+  for (const name of ["QGA_CONF", "DENO_DIR", "HOME", "XDG_CACHE_HOME"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  const warning = denoDirWarning(Deno.args, env);
+  if (warning) Deno.stderr.writeSync(new TextEncoder().encode(warning));
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...flags, MAIN, ...Deno.args],
     stdin: "inherit",

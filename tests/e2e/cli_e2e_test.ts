@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { flagsFor } from "../../tools/start.ts";
+import { denoDirWarning, flagsFor } from "../../tools/start.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const START = new URL("../../tools/start.ts", import.meta.url).pathname;
@@ -195,4 +195,13 @@ Deno.test("-d daemonizes: the parent exits 0, the daemon serves and writes its p
     assert.equal(await Deno.lstat(pidfile).then(() => true, () => false), false, "pidfile removed");
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("denoDirWarning() warns when Deno's cache is inside the freeze scope", () => {
+  assert.match(
+    denoDirWarning([], { HOME: "/root" })!,
+    /\/root\/\.cache\/deno is inside the freeze scope \(\/\)/,
+  );
+  assert.equal(denoDirWarning(["--fsfreeze-scope=/srv"], { HOME: "/root" }), undefined);
+  assert.match(denoDirWarning(["--fsfreeze-scope=/srv"], { DENO_DIR: "/srv/deno" })!, /\(\/srv\)/);
 });

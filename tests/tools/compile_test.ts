@@ -112,7 +112,7 @@ Deno.test("compile --print-flags derives every permission list from a site confi
       parseFlags(run.stdout),
       new Map<string, string[] | "">([
         ["--no-prompt", ""],
-        ["--v8-flags", ["--expose-gc"]],
+        ["--v8-flags", ["--expose-gc", "--no-lazy"]],
         ["--allow-read", [
           "/etc/qemu/qemu-ga.conf",
           "/proc/self/mountinfo",

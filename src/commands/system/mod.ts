@@ -15,12 +15,7 @@ import { CLOCK_REALTIME, clockGettime, readTextFileRaw, SyscallError } from "../
 import type { Logger } from "../../log.ts";
 import type { DispatchContext } from "../../protocol/dispatch.ts";
 import type { Registry } from "../../protocol/registry.ts";
-import { guestFsinfo } from "./fsinfo.ts";
-import { guestNetworkInterfaces } from "./network.ts";
-import { guestOsInfo } from "./os_info.ts";
 import { parseShutdownMode, runHelper, shutdownArgv } from "./shutdown.ts";
-import { guestTimezone } from "./timezone.ts";
-import { guestUsers } from "./users.ts";
 
 /** What these commands need from the agent. */
 export interface SystemContext extends DispatchContext {
@@ -61,15 +56,29 @@ export function registerShutdownCommand<Ctx extends SystemContext>(
 export function registerGuestInfoCommands<Ctx extends SystemContext>(
   registry: Registry<Ctx>,
 ): void {
+  // The implementations load on first use: they are polled every few minutes at most, and
+  // loading them up front would cost every start-up.
   registry.register({
     name: "guest-network-get-interfaces",
-    handler: () => guestNetworkInterfaces(),
+    handler: async () => (await import("./network.ts")).guestNetworkInterfaces(),
   });
-  registry.register({ name: "guest-get-fsinfo", handler: () => guestFsinfo() });
+  registry.register({
+    name: "guest-get-fsinfo",
+    handler: async () => (await import("./fsinfo.ts")).guestFsinfo(),
+  });
   registry.register({ name: "guest-get-host-name", handler: () => ({ "host-name": hostName() }) });
-  registry.register({ name: "guest-get-users", handler: () => guestUsers() });
-  registry.register({ name: "guest-get-timezone", handler: () => guestTimezone() });
-  registry.register({ name: "guest-get-osinfo", handler: () => guestOsInfo() });
+  registry.register({
+    name: "guest-get-users",
+    handler: async () => (await import("./users.ts")).guestUsers(),
+  });
+  registry.register({
+    name: "guest-get-timezone",
+    handler: async () => (await import("./timezone.ts")).guestTimezone(),
+  });
+  registry.register({
+    name: "guest-get-osinfo",
+    handler: async () => (await import("./os_info.ts")).guestOsInfo(),
+  });
   registry.register({ name: "guest-get-load", handler: () => guestLoad() });
 }
 
