@@ -33,6 +33,8 @@ export interface SpawnOptions {
   /** Wait for the socket to accept connections. @default true */
   waitReady?: boolean;
   env?: Record<string, string>;
+  /** A program (and its arguments) that runs the agent, e.g. `setpriv` to drop a capability. */
+  wrapper?: string[];
 }
 
 /** A running agent. */
@@ -303,8 +305,10 @@ export async function spawnAgent(options: SpawnOptions = {}): Promise<AgentProce
   ];
   const env = { QGA_CONF: `${dir}/qemu-ga.conf`, ...options.env };
   const flags = flagsForArgv(argv, env);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...flags, MAIN, ...argv],
+  const [program, ...wrapperArgs] = options.wrapper ?? [];
+  const command = [Deno.execPath(), "run", ...flags, MAIN, ...argv];
+  const child = new Deno.Command(program ?? command[0]!, {
+    args: program === undefined ? command.slice(1) : [...wrapperArgs, ...command],
     env,
     stdin: "null",
     stdout: "null",

@@ -337,3 +337,27 @@ Deno.test("an empty qga.state.isfrozen left by qemu-ga means frozen at start-up 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("FIFREEZE failing with another errno rolls back: error text, nothing frozen, thaw hook ran (item 17)", async () => {
+  await using fs = await createLoopMounts(2, { watchdogSeconds: 30 });
+  const hook = await recordingHook(fs.dir);
+  // Without CAP_SYS_ADMIN, open() still works (root) but FIFREEZE fails with EPERM.
+  await using agent = await spawnAgent({
+    scope: fs.mounts,
+    hook: hook.path,
+    wrapper: ["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin", "--"],
+  });
+  const reply = await call(agent, "guest-fsfreeze-freeze");
+  assert.match(
+    (reply.error as { desc: string }).desc,
+    new RegExp(`^failed to freeze (${fs.mounts.join("|")}): Operation not permitted$`),
+  );
+  assert.equal((reply.error as { class: string }).class, "GenericError");
+  assert.equal(await returned(agent, "guest-fsfreeze-status"), "thawed");
+  await withTimeout(startBlockedWrite(`${fs.mounts[0]}/x`).done, 5000, "mount not frozen");
+  assert.deepEqual(await hook.calls(), ["freeze", "thaw"], "the rollback ran the thaw hook");
+  const cycle = await report(agent);
+  assert.equal(cycle.state, "failed");
+  assert.equal(cycle.thaw?.by, "rollback");
+  assert.equal(await exists(stateFile(agent)), false);
+});
