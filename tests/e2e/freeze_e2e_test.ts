@@ -361,3 +361,31 @@ Deno.test("FIFREEZE failing with another errno rolls back: error text, nothing f
   assert.equal(cycle.thaw?.by, "rollback");
   assert.equal(await exists(stateFile(agent)), false);
 });
+
+Deno.test("a filesystem that cannot freeze (EOPNOTSUPP: squashfs) is skipped and not counted (item 17)", async () => {
+  await using fs = await createLoopMounts(1, { watchdogSeconds: 30 });
+  const source = `${fs.dir}/squash-src`;
+  const image = `${fs.dir}/squash.img`;
+  const mount = `${fs.dir}/squash`;
+  await Deno.mkdir(source);
+  await Deno.writeTextFile(`${source}/file`, "read-only\n");
+  await Deno.mkdir(mount);
+  const run = async (command: string, args: string[]): Promise<void> => {
+    const output = await new Deno.Command(command, { args, stdout: "null", stderr: "piped" })
+      .output();
+    assert.ok(output.success, `${command}: ${new TextDecoder().decode(output.stderr)}`);
+  };
+  await run("mksquashfs", [source, image, "-quiet", "-noappend"]);
+  await run("mount", ["-o", "loop,ro", image, mount]);
+  try {
+    await using agent = await spawnAgent({ scope: [...fs.mounts, mount] });
+    assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
+    const cycle = await report(agent);
+    const squash = cycle.mounts.find((m) => m.mountPoint === mount);
+    assert.equal(squash?.status, "skipped");
+    assert.equal(squash?.code, "EOPNOTSUPP");
+    assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 1);
+  } finally {
+    await run("umount", ["-d", mount]);
+  }
+});
