@@ -12,12 +12,15 @@
  */
 
 import assert from "node:assert/strict";
-import { type AgentProcess, spawnAgent, withTimeout } from "../_util/agent.ts";
 import {
-  createMariaDbScene,
-  MARIADB_HOOK_USER,
-  type MariaDbScene,
-} from "../_util/db_hook_fixtures.ts";
+  alive,
+  assertWritable,
+  eventually,
+  hookSessions,
+  insertWaitsForLock,
+} from "../_util/mariadb_checks.ts";
+import { type AgentProcess, spawnAgent, withTimeout } from "../_util/agent.ts";
+import { createMariaDbScene, type MariaDbScene } from "../_util/db_hook_fixtures.ts";
 import { assertNothingLeft, type BlockedWrite, startBlockedWrite } from "../_util/loopfs.ts";
 import { type MariaDbServer, startMariaDb } from "../_util/mariadb.ts";
 import {
@@ -39,29 +42,6 @@ const STATE_FILE = "50-mariadb-flush.sh.state";
 const HOOK_TIMEOUT_S = 30;
 const CYCLES = 5;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `check` until it is true or `ms` passed. */
-async function eventually(check: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await sleep(100);
-  }
-  return await check();
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
-}
-
 async function exists(path: string): Promise<boolean> {
   return await Deno.lstat(path).then(() => true, () => false);
 }
@@ -81,28 +61,6 @@ async function holderOf(scene: MariaDbScene): Promise<{ pid: number; connection:
   const [pid, , connection] = (await Deno.readTextFile(`${scene.hooks.runDir}/${STATE_FILE}`))
     .trim().split(" ");
   return { pid: Number(pid), connection: Number(connection) };
-}
-
-/** Whether an INSERT into app.t is waiting for a lock (the global read lock). */
-async function insertWaitsForLock(server: MariaDbServer): Promise<boolean> {
-  const waiting = await server.query(
-    "SELECT COUNT(*) FROM information_schema.PROCESSLIST " +
-      "WHERE INFO LIKE 'INSERT INTO app.t %' AND STATE LIKE 'Waiting for%lock'",
-  );
-  return waiting === "1";
-}
-
-/** Throws unless a write goes through at once (no global read lock is held). */
-async function assertWritable(server: MariaDbServer): Promise<void> {
-  await server.query("SET SESSION lock_wait_timeout = 1; INSERT INTO app.t VALUES (99)");
-}
-
-async function hookSessions(server: MariaDbServer): Promise<number> {
-  return Number(
-    await server.query(
-      `SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '${MARIADB_HOOK_USER}'`,
-    ),
-  );
 }
 
 /** Throws unless the lock, its session, its client and its state file are all gone. */

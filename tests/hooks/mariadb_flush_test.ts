@@ -9,6 +9,13 @@
 
 import assert from "node:assert/strict";
 import {
+  alive,
+  assertWritable,
+  eventually,
+  hookSessions,
+  insertWaitsForLock,
+} from "../_util/mariadb_checks.ts";
+import {
   createMariaDbScene,
   MARIADB_HOOK_PASSWORD,
   MARIADB_HOOK_USER,
@@ -17,10 +24,6 @@ import { createHookDir, type HookDir } from "../_util/hook_dir.ts";
 import type { MariaDbServer } from "../_util/mariadb.ts";
 
 const STATE_FILE = "50-mariadb-flush.sh.state";
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** `promise`, or a rejection naming `what` if it is not settled within `ms`. */
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -32,25 +35,6 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
     return await Promise.race([promise, expired]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-/** Polls `check` until it is true or `ms` passed. */
-async function eventually(check: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await sleep(100);
-  }
-  return await check();
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
   }
 }
 
@@ -81,28 +65,6 @@ async function stateFileExists(hooks: HookDir): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** Whether an INSERT into app.t is waiting for a lock (the global read lock). */
-async function insertWaitsForLock(server: MariaDbServer): Promise<boolean> {
-  const waiting = await server.query(
-    "SELECT COUNT(*) FROM information_schema.PROCESSLIST " +
-      "WHERE INFO LIKE 'INSERT INTO app.t%' AND STATE LIKE 'Waiting for%lock'",
-  );
-  return waiting === "1";
-}
-
-/** Throws unless a write goes through at once (no global read lock is held). */
-async function assertWritable(server: MariaDbServer): Promise<void> {
-  await server.query("SET SESSION lock_wait_timeout = 1; INSERT INTO app.t VALUES (99)");
-}
-
-async function hookSessions(server: MariaDbServer): Promise<number> {
-  return Number(
-    await server.query(
-      `SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '${MARIADB_HOOK_USER}'`,
-    ),
-  );
 }
 
 Deno.test("`mariadb-flush.sh` holds the global read lock from freeze to thaw around a real freeze", async () => {
