@@ -13,6 +13,7 @@ import {
   assertNothingLeft,
   createBindMount,
   createLoopMounts,
+  createNestedLoopMount,
   startBlockedWrite,
 } from "../_util/loopfs.ts";
 import { recordingHook } from "../_util/record_hook.ts";
@@ -275,6 +276,29 @@ Deno.test("agent SIGKILLed while frozen: the restarted agent is frozen and its t
   await withTimeout(blocked.done, 10_000, "write after thaw");
   assert.deepEqual(await hook.calls(), ["freeze", "thaw"], "the restarted agent ran the thaw hook");
   assert.equal(await exists(stateFile(second)), false);
+});
+
+Deno.test("through the agent, a loop image's mount is frozen before its holder and thawed after it", async () => {
+  await using fs = await createLoopMounts(6, { watchdogSeconds: 30 });
+  const nested = await createNestedLoopMount(fs, { index: 2 });
+  // Dirty data on the nested mount: its FIFREEZE must write into the holder's image.
+  await Deno.writeFile(`${nested.mount}/dirty`, new Uint8Array(4 << 20).fill(7));
+  assert.ok(fs.mounts.includes(nested.mount));
+  await using agent = await spawnAgent({ scope: fs.mounts });
+  const started = performance.now();
+  assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 7);
+  assert.ok(performance.now() - started < 20_000, "no deadlock: done long before the watchdog");
+  const frozenOrder = (await report(agent)).mounts.filter((m) => m.status === "frozen")
+    .map((m) => m.mountPoint);
+  assert.ok(
+    frozenOrder.indexOf(nested.mount) < frozenOrder.indexOf(nested.holder),
+    `nested frozen first: ${frozenOrder.join(" ")}`,
+  );
+  assert.equal(frozenOrder.at(-1), nested.holder, "the holder is frozen last");
+  const writer = startBlockedWrite(`${nested.mount}/file`);
+  assert.equal(await writer.waitUntilBlocked(5000), true);
+  assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 7);
+  await withTimeout(writer.done, 10_000, "write after thaw");
 });
 
 Deno.test("after the freeze tests nothing is left: no loop device, mount or frozen fs of ours", async () => {
