@@ -101,7 +101,12 @@ export class FreezeController {
       log.warn("fsfreeze deadline passed while the agent was down; thawing now");
       await this.thaw("recovery");
     } else if (state.deadline !== null) {
-      this.#startWatchdog(state);
+      try {
+        this.#startWatchdog(state);
+      } catch (err) {
+        // The cycle stays recorded: the host's thaw, `fsfreeze-agent thaw` or a restart ends it.
+        log.error("no thaw watchdog for the recovered cycle", { error: (err as Error).message });
+      }
     }
   }
 
@@ -152,7 +157,14 @@ export class FreezeController {
       log.info("not freezing", { mount: skipped.mountPoint, reason: skipped.reason });
     }
     this.#recordState(state);
-    if (deadline !== null) this.#startWatchdog(state);
+    if (deadline !== null) {
+      try {
+        this.#startWatchdog(state);
+      } catch (err) {
+        removeIfExists(this.#paths.state); // nothing has run yet: no cycle to keep
+        throw err;
+      }
+    }
 
     // The application stalls from the freeze hook's start (or the first FIFREEZE) until thaw.
     const hookStartedAt = performance.now();
@@ -303,22 +315,27 @@ export class FreezeController {
     this.#report = result.report;
   }
 
+  /**
+   * Starts the watchdog for `state`'s cycle. Its pid reaches the state file only with the
+   * post-freeze record: rewriting the file here would cost every freeze a write, and on recovery
+   * could write to a frozen filesystem.
+   * @throws {AgentError} when the watchdog cannot be started
+   */
   #startWatchdog(state: FrozenState): void {
     this.#stopWatchdog();
+    let child: Deno.ChildProcess;
     try {
-      const child = this.#deps.spawnWatchdog(state.cycle);
-      this.#watchdog = child;
-      this.#recordState({ ...state, watchdogPid: child.pid });
-      child.status.then(() => {
-        if (this.#watchdog === child) this.#watchdog = undefined;
-        this.#noticeExternalThaw();
-      });
+      child = this.#deps.spawnWatchdog(state.cycle);
     } catch (err) {
-      removeIfExists(this.#paths.state);
       throw genericError(`cannot start the thaw watchdog: ${(err as Error).message}`, {
         cause: err,
       });
     }
+    this.#watchdog = child;
+    child.status.then(() => {
+      if (this.#watchdog === child) this.#watchdog = undefined;
+      this.#noticeExternalThaw();
+    });
   }
 
   #stopWatchdog(): void {
