@@ -25,6 +25,11 @@ interface Report {
   thaw?: { by: string; count: number };
 }
 
+/** The agent's report of its last cycle. */
+async function cycleReport(agent: AgentProcess): Promise<Report> {
+  return await returned(agent, "__io.github.fsfreeze-agent_guest-fsfreeze-report") as Report;
+}
+
 /** Resolves with the time (ms since `since`) at which a write to `mount` completes. */
 async function writeCompletes(mount: string, since: number, timeoutMs: number): Promise<number> {
   const write = startBlockedWrite(`${mount}/probe-${Math.random()}`);
@@ -65,10 +70,7 @@ Deno.test("no thaw from the host: the watchdog thaws at fsfreeze-timeout, hook t
   await delay(300);
   assert.equal(await returned(agent, "guest-fsfreeze-status"), "thawed");
   assert.deepEqual(await hook.calls(), ["freeze", "thaw"]);
-  const report = await returned(
-    agent,
-    "__io.github.fsfreeze-agent_guest-fsfreeze-report",
-  ) as Report;
+  const report = await cycleReport(agent);
   assert.equal(report.thaw?.by, "timeout");
   assert.equal(report.thaw?.count, 2);
   await agent.waitForLog("filesystems were thawed outside the agent");
@@ -121,10 +123,7 @@ Deno.test("SIGKILL, restart before the deadline: frozen, deadline kept, host tha
   // Past the original deadline, neither watchdog thawed again or ran the hook again.
   await delay(Math.max(0, frozenAt + 6000 + 1500 - Date.now()));
   assert.deepEqual(await hook.calls(), ["freeze", "thaw"]);
-  const report = await returned(
-    second,
-    "__io.github.fsfreeze-agent_guest-fsfreeze-report",
-  ) as Report;
+  const report = await cycleReport(second);
   assert.equal(report.thaw?.by, "host");
 });
 
@@ -150,10 +149,7 @@ Deno.test("SIGKILL, restart after the deadline passed: the restarted agent thaws
   assert.equal(await returned(second, "guest-fsfreeze-status"), "thawed");
   await withTimeout(startBlockedWrite(`${fs.mounts[0]}/x`).done, 5000, "thawed on start-up");
   assert.deepEqual(await hook.calls(), ["freeze", "thaw"]);
-  const report = await returned(
-    second,
-    "__io.github.fsfreeze-agent_guest-fsfreeze-report",
-  ) as Report;
+  const report = await cycleReport(second);
   assert.equal(report.thaw?.by, "recovery");
 });
 
@@ -236,10 +232,7 @@ Deno.test("the report lists each hook and each mount with durations", async () =
   await using agent = await spawnAgent({ scope: fs.mounts, hook: hook.path });
   assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 2);
   assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 2);
-  const report = await returned(
-    agent,
-    "__io.github.fsfreeze-agent_guest-fsfreeze-report",
-  ) as Report;
+  const report = await cycleReport(agent);
   assert.equal(report.state, "thawed");
   assert.deepEqual(report.hooks.map((h) => h.phase), ["freeze", "thaw"]);
   for (const h of report.hooks) {
