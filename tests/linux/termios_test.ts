@@ -2,50 +2,7 @@ import assert from "node:assert/strict";
 import { SyscallError } from "../../src/linux/errno.ts";
 import { close, fionread, O_NOCTTY, O_NONBLOCK, O_RDWR, open } from "../../src/linux/libc.ts";
 import { makeRaw, readTermiosFlags, setRawMode, TERMIOS_SIZE } from "../../src/linux/termios.ts";
-
-/** A socat-made pair of connected ptys, reachable through two symlinks; killed by PID on dispose. */
-async function ptyPair(): Promise<{ a: string; b: string } & AsyncDisposable> {
-  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
-  const a = `${dir}/a`;
-  const b = `${dir}/b`;
-  const socat = new Deno.Command("socat", {
-    args: ["-d", "-d", `pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const dispose = async (): Promise<void> => {
-    try {
-      socat.kill("SIGTERM");
-    } catch { /* already gone */ }
-    await socat.status;
-    await Deno.remove(dir, { recursive: true });
-  };
-  try {
-    await waitFor(() => exists(a) && exists(b), "socat's pty links");
-  } catch (err) {
-    await dispose();
-    throw err;
-  }
-  return { a, b, [Symbol.asyncDispose]: dispose };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+import { ptyPair, waitFor } from "../_util/pty.ts";
 
 async function run(command: string, args: string[]): Promise<string> {
   const output = await new Deno.Command(command, { args, stdin: "null" }).output();

@@ -11,69 +11,10 @@ import { silentLogger } from "../../src/log.ts";
 import { type DeviceTransport, openDevice } from "../../src/transport/device.ts";
 import type { Connection, ReadResult } from "../../src/transport/mod.ts";
 import { delay, withTimeout } from "../_util/agent.ts";
+import { ptyPair, waitFor } from "../_util/pty.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** A socat-made pair of connected ptys behind two symlinks; socat is killed by PID on dispose. */
-interface PtyPair extends AsyncDisposable {
-  /** The agent's side. */
-  a: string;
-  /** The host's side. */
-  b: string;
-  socat: Deno.ChildProcess;
-}
-
-/** Starts socat; side `a` is raw unless `cookedA` (a tty's default modes, for raw-mode tests). */
-async function ptyPair(options: { cookedA?: boolean } = {}): Promise<PtyPair> {
-  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
-  const a = `${dir}/a`;
-  const b = `${dir}/b`;
-  const socat = new Deno.Command("socat", {
-    args: [
-      "-d",
-      "-d",
-      options.cookedA ? `pty,link=${a}` : `pty,raw,echo=0,link=${a}`,
-      `pty,raw,echo=0,link=${b}`,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const dispose = async (): Promise<void> => {
-    try {
-      socat.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-    await socat.status;
-    await Deno.remove(dir, { recursive: true });
-  };
-  try {
-    await waitFor(() => exists(a) && exists(b), "socat's pty links");
-  } catch (err) {
-    await dispose();
-    throw err;
-  }
-  return { a, b, socat, [Symbol.asyncDispose]: dispose };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitFor(condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(10);
-  }
-}
 
 /** Opens the device and takes its one connection; disposing closes it and awaits the reader. */
 async function openConnection(
