@@ -215,6 +215,11 @@ export class FdConnection implements Connection {
     return this.#finished.promise;
   }
 
+  /** The descriptors this connection owns (the channel and the reader's eventfd), for checks. */
+  get descriptors(): readonly number[] {
+    return [this.#fd, this.#wakeFd];
+  }
+
   read(): Promise<ReadResult> {
     if (this.closed) return Promise.resolve(CLOSED);
     const next = this.#queue.shift();

@@ -319,13 +319,34 @@ function openFds(): Map<number, string> {
   return fds;
 }
 
-/** Runs `make` and returns what it made with the one descriptor it opened. */
-function withNewFd<T>(make: () => T): { value: T; fd: number } {
+/** A socket's descriptor target (`socket:[inode]`). */
+const isSocket = (target: string): boolean => target.startsWith("socket:");
+
+/**
+ * Runs `make` and returns what it made with the one descriptor it opened. Only new descriptors
+ * that `isMine` accepts count: the runtime opens descriptors of its own at any time.
+ */
+function withNewFd<T>(
+  make: () => T,
+  isMine: (target: string) => boolean,
+): { value: T; fd: number } {
   const before = openFds();
   const value = make();
-  const opened = [...openFds()].filter(([fd, target]) => before.get(fd) !== target);
+  return { value, fd: newDescriptor(before, isMine) };
+}
+
+/** The one descriptor opened since `before` whose target `isMine` accepts. */
+function newDescriptor(before: Map<number, string>, isMine: (target: string) => boolean): number {
+  const opened = [...openFds()].filter(([fd, target]) =>
+    before.get(fd) !== target && isMine(target)
+  );
   assert.equal(opened.length, 1, `expected one new descriptor, got ${JSON.stringify(opened)}`);
-  return { value, fd: opened[0]![0] };
+  return opened[0]![0];
+}
+
+/** A descriptor number that is not open (above every open one, with room for the runtime's). */
+function unusedDescriptor(): number {
+  return Math.max(...openFds().keys()) + 1000;
 }
 
 function isActivationError(pattern: RegExp): (err: unknown) => boolean {
@@ -349,7 +370,10 @@ Deno.test("listenFdCount() follows sd_listen_fds: only LISTEN_FDS meant for this
 Deno.test("inspectListenFd() takes a listening unix socket as unix-listen, with its path", async () => {
   await using dir = await tempDir();
   const path = `${dir.path}/listen.sock`;
-  const { value: listener, fd } = withNewFd(() => Deno.listen({ transport: "unix", path }));
+  const { value: listener, fd } = withNewFd(
+    () => Deno.listen({ transport: "unix", path }),
+    isSocket,
+  );
   try {
     assert.deepEqual(inspectListenFd(fd), {
       fd,
@@ -363,8 +387,9 @@ Deno.test("inspectListenFd() takes a listening unix socket as unix-listen, with 
 
 Deno.test("inspectListenFd() takes a listening vsock socket as vsock-listen, with its CID and port", () => {
   const port = 40000 + Math.floor(Math.random() * 20000);
-  const { value: listener, fd } = withNewFd(() =>
-    Deno.listen({ transport: "vsock", cid: -1, port })
+  const { value: listener, fd } = withNewFd(
+    () => Deno.listen({ transport: "vsock", cid: -1, port }),
+    isSocket,
   );
   try {
     // Deno bound it: the port decoded from struct sockaddr_vm must be the one asked for.
@@ -380,10 +405,13 @@ Deno.test("inspectListenFd() takes a listening vsock socket as vsock-listen, wit
 
 Deno.test("inspectListenFd() refuses TCP, a connected stream, a file and a closed descriptor", async () => {
   await using dir = await tempDir();
-  const tcp = withNewFd(() => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const tcp = withNewFd(() => Deno.listen({ hostname: "127.0.0.1", port: 0 }), isSocket);
   const path = `${dir.path}/listen.sock`;
   const unix = Deno.listen({ transport: "unix", path });
-  const file = withNewFd(() => Deno.openSync(`${dir.path}/file`, { create: true, write: true }));
+  const file = withNewFd(
+    () => Deno.openSync(`${dir.path}/file`, { create: true, write: true }),
+    (target) => target === `${Deno.realPathSync(dir.path)}/file`,
+  );
   try {
     assert.throws(
       () => inspectListenFd(tcp.fd),
@@ -402,10 +430,9 @@ Deno.test("inspectListenFd() refuses TCP, a connected stream, a file and a close
     } finally {
       connected.value.close();
     }
-    const closedFd = file.fd;
     file.value.close();
     assert.throws(
-      () => inspectListenFd(closedFd),
+      () => inspectListenFd(unusedDescriptor()),
       isActivationError(/^cannot use the socket passed by systemd \(fd \d+\): .*EBADF/),
     );
   } finally {
@@ -425,9 +452,7 @@ async function connectedFd(
     listener.accept(),
   ]);
   accepted.close();
-  const opened = [...openFds()].filter(([fd, target]) => before.get(fd) !== target);
-  assert.equal(opened.length, 1, `expected one new descriptor, got ${JSON.stringify(opened)}`);
-  return { value: conn, fd: opened[0]![0] };
+  return { value: conn, fd: newDescriptor(before, isSocket) };
 }
 
 /** A Deno-made unix listener served by the activated transport (which never closes it). */
@@ -437,7 +462,10 @@ async function activatedUnixTransport(
   { path: string; transport: Awaited<ReturnType<typeof openActivated>> } & AsyncDisposable
 > {
   const path = `${dir}/listen.sock`;
-  const { value: listener, fd } = withNewFd(() => Deno.listen({ transport: "unix", path }));
+  const { value: listener, fd } = withNewFd(
+    () => Deno.listen({ transport: "unix", path }),
+    isSocket,
+  );
   const activation: Activation = inspectListenFd(fd);
   const transport = await openActivated(activation, [2], silentLogger);
   return {

@@ -8,10 +8,10 @@
 import assert from "node:assert/strict";
 import { SyscallError } from "../../src/linux/errno.ts";
 import { silentLogger } from "../../src/log.ts";
-import { type DeviceTransport, openDevice } from "../../src/transport/device.ts";
+import { type DeviceTransport, type FdConnection, openDevice } from "../../src/transport/device.ts";
 import type { Connection, ReadResult } from "../../src/transport/mod.ts";
 import { delay, withTimeout } from "../_util/agent.ts";
-import { ptyPair, waitFor } from "../_util/pty.ts";
+import { ptyPair } from "../_util/pty.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -70,27 +70,47 @@ async function stillPending(promise: Promise<unknown>, ms: number): Promise<bool
   return (await Promise.race([promise.then(() => null, () => null), timer])) === pending;
 }
 
-/** What this process's descriptors point at (sorted; numbers left out, the runtime reuses them). */
-function openFds(): string[] {
-  const targets: string[] = [];
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
-    try {
-      targets.push(Deno.readLinkSync(`/proc/self/fd/${entry.name}`));
-    } catch {
-      // the descriptor readDirSync itself used, closed by now
-    }
+/**
+ * What descriptor `fd` is: its target and, for an eventfd, the kernel's id of that eventfd. A
+ * number the runtime reuses for something else after a close gets another identity.
+ */
+function descriptorIdentity(fd: number): string | undefined {
+  try {
+    const target = Deno.readLinkSync(`/proc/self/fd/${fd}`);
+    const info = Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`);
+    const eventfdId = /^eventfd-id:\s*(\d+)$/m.exec(info)?.[1];
+    return eventfdId === undefined ? target : `${target} id ${eventfdId}`;
+  } catch {
+    return undefined; // not open
   }
-  return targets.sort();
 }
 
-/**
- * Waits until the open descriptors are `before` again: the device and eventfd are closed at once,
- * but a terminated Worker's own runtime descriptors go a moment later.
- */
-async function assertFdsBack(before: string[]): Promise<void> {
-  const same = (): boolean => openFds().join("\n") === before.join("\n");
-  await waitFor(same, "descriptors to be closed", 3000).catch(() => {});
-  assert.deepEqual(openFds(), before);
+/** The identities of the descriptors a connection owns (only those: never the whole table). */
+function ownedDescriptors(connection: Connection): string[] {
+  const fds = (connection as FdConnection).descriptors;
+  return fds.map((fd) => `${fd}: ${descriptorIdentity(fd) ?? "closed"}`);
+}
+
+/** Asserts that none of the descriptors recorded by {@link ownedDescriptors} is still open. */
+function assertClosed(owned: readonly string[]): void {
+  for (const entry of owned) {
+    const fd = Number(entry.slice(0, entry.indexOf(":")));
+    const now = `${fd}: ${descriptorIdentity(fd) ?? "closed"}`;
+    assert.notEqual(now, entry, `descriptor still open: ${entry}`);
+  }
+}
+
+/** The identities of every descriptor pointing at `target` (a path only this test opens). */
+function descriptorsOf(target: string): number[] {
+  const fds: number[] = [];
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      if (Deno.readLinkSync(`/proc/self/fd/${entry.name}`) === target) fds.push(Number(entry.name));
+    } catch {
+      // closed meanwhile (e.g. the descriptor readDirSync itself used)
+    }
+  }
+  return fds;
 }
 
 /**
@@ -230,17 +250,15 @@ Deno.test("read() makes no read calls while a connected pty is quiet", async () 
 
 Deno.test("close() ends the reader promptly, closes both descriptors and answers reads with closed", async () => {
   await using pty = await ptyPair();
-  const fdsBefore = openFds();
   const device = await openConnection(pty.a);
-  const opened = openFds();
-  for (const target of fdsBefore) opened.splice(opened.indexOf(target), 1);
-  assert.ok(opened.includes(Deno.realPathSync(pty.a)), `the device is open: ${opened}`);
-  assert.ok(opened.includes("anon_inode:[eventfd]"), `the eventfd is open: ${opened}`);
+  const owned = ownedDescriptors(device.connection);
+  assert.match(owned[0]!, new RegExp(`^\\d+: ${Deno.realPathSync(pty.a)}$`), "the device is open");
+  assert.match(owned[1]!, /^\d+: anon_inode:\[eventfd\] id \d+$/, "the eventfd is open");
   const pending = device.connection.read();
   device.transport.close();
   assert.deepEqual(await pending, { type: "closed" });
   await withTimeout(device.transport.finished, 1000, "reader end after close()");
-  await assertFdsBack(fdsBefore);
+  assertClosed(owned);
   assert.deepEqual(await device.connection.read(), { type: "closed" });
   assert.equal(await device.transport.accept(), null);
 });
@@ -281,13 +299,14 @@ Deno.test("write() drops the bytes when the pty's other side has gone (EIO)", as
 });
 
 Deno.test("read() rejects with the SyscallError of a failed read, and the device is closed", async () => {
-  const fdsBefore = openFds();
   // Readable by no one: read(2) fails with EINVAL (never written to, so harmless).
   await using device = await openConnection("/proc/self/clear_refs");
+  const owned = ownedDescriptors(device.connection);
+  assert.match(owned[0]!, /^\d+: \/proc\/\d+\/clear_refs$/, "the device is open");
   await assert.rejects(device.connection.read(), isSyscallError("read", "EINVAL"));
   await assert.rejects(device.connection.read(), isSyscallError("read", "EINVAL"));
   await withTimeout(device.transport.finished, 1000, "reader end after the error");
-  await assertFdsBack(fdsBefore);
+  assertClosed(owned);
 });
 
 Deno.test("openDevice() puts an isa-serial tty into raw mode", async () => {
@@ -304,7 +323,6 @@ Deno.test("openDevice() puts an isa-serial tty into raw mode", async () => {
 });
 
 Deno.test("openDevice() throws SyscallError and leaks no descriptor when it cannot open or set up", async () => {
-  const fdsBefore = openFds();
   await assert.rejects(
     openDevice("virtio-serial", "/dev/agent_test_no_such_port", silentLogger),
     isSyscallError("open", "ENOENT"),
@@ -315,8 +333,9 @@ Deno.test("openDevice() throws SyscallError and leaks no descriptor when it cann
       openDevice("isa-serial", file, silentLogger),
       isSyscallError("tcgetattr", "ENOTTY"),
     );
+    // The file is a path only this test opened: no descriptor may still point at it.
+    assert.deepEqual(descriptorsOf(file), []);
   } finally {
     await Deno.remove(file);
   }
-  await assertFdsBack(fdsBefore);
 });
