@@ -205,8 +205,9 @@ export class FreezeController {
     }
     if (frozen.length === 0) {
       // qemu-ga leaves the freeze hook's locks held here; we owe it its thaw (DESIGN.md item 3).
+      // Nothing is FITHAWed: a mount skipped as already frozen belongs to whoever froze it.
       report.state = "thawed";
-      await this.thaw("nothing-frozen");
+      await this.#endUnfrozen(report, "nothing-frozen");
       return 0;
     }
     report.state = "frozen";
@@ -300,6 +301,11 @@ export class FreezeController {
   async #abandon(report: CycleReport, error: string): Promise<void> {
     report.state = "failed";
     report.error = error;
+    await this.#endUnfrozen(report, "rollback");
+  }
+
+  /** Ends a cycle that froze nothing: no FITHAW, only the `thaw` hook it is owed. */
+  async #endUnfrozen(report: CycleReport, by: ThawedBy): Promise<void> {
     const claimed = claimState(this.#paths);
     this.#stopWatchdog();
     if (!claimed) return this.#adoptExternalThaw();
@@ -308,11 +314,12 @@ export class FreezeController {
       this.#paths,
       { ...claimed, mounts: [] },
       [],
-      "rollback",
+      by,
       this.#deps.log,
       report,
     );
     this.#report = result.report;
+    this.#leaveFrozen();
   }
 
   /**

@@ -169,6 +169,41 @@ Deno.test("an already frozen filesystem (EBUSY) is skipped and not counted (item
   assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 2);
 });
 
+Deno.test("freeze-list of a mount another tool froze returns 0; the host's thaw thaws it and counts it", async () => {
+  await using fs = await createLoopMounts(2, { watchdogSeconds: 30 });
+  const [preFrozen] = fs.mounts as [string, string];
+  await new Deno.Command("fsfreeze", { args: ["-f", preFrozen] }).output();
+  const hook = await recordingHook(fs.dir);
+  await using agent = await spawnAgent({ scope: fs.mounts, hook: hook.path });
+  assert.equal(
+    await returned(agent, "guest-fsfreeze-freeze-list", { mountpoints: [preFrozen] }),
+    0,
+  );
+  assert.equal(await returned(agent, "guest-fsfreeze-status"), "thawed");
+  // The freeze hook ran, so its thaw ran at once; the other tool's freeze is left alone.
+  assert.deepEqual(await hook.calls(), ["freeze", "thaw"]);
+  const write = startBlockedWrite(`${preFrozen}/still-frozen`);
+  assert.equal(await write.waitUntilBlocked(5000), true, "the other tool's freeze still holds");
+  // qemu-ga's thaw FITHAWs every mount it selects and counts each success.
+  assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 1);
+  await withTimeout(write.done, 10_000, "write after thaw");
+  assert.deepEqual(await hook.calls(), ["freeze", "thaw"], "no hook for a thaw with no cycle");
+});
+
+Deno.test("freeze-all that meets only an already frozen mount returns 0; the thaw counts it", async () => {
+  await using fs = await createLoopMounts(1, { watchdogSeconds: 30 });
+  const [preFrozen] = fs.mounts as [string];
+  await new Deno.Command("fsfreeze", { args: ["-f", preFrozen] }).output();
+  await using agent = await spawnAgent({ scope: fs.mounts });
+  assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 0);
+  const cycle = await report(agent);
+  assert.equal(cycle.mounts.find((m) => m.mountPoint === preFrozen)?.code, "EBUSY");
+  assert.equal(cycle.thaw?.by, "nothing-frozen");
+  assert.equal(cycle.thaw?.count, 0, "nothing of ours to thaw");
+  assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 1);
+  assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 0);
+});
+
 Deno.test("the hook runs freeze before any FIFREEZE and thaw after every FITHAW (item 14)", async () => {
   await using fs = await createLoopMounts(2, { watchdogSeconds: 30 });
   // The probe writes into a mount: it could not complete while that mount is frozen.
