@@ -134,7 +134,7 @@ Deno.test("compile --print-flags derives every permission list from a site confi
         ["--allow-run", [DEFAULT_INSTALL_PATH, "/sbin/shutdown", "/usr/local/libexec/site-hook"]],
         ["--allow-ffi", [...LIBC_CANDIDATES]],
         ["--allow-env", ["QGA_CONF", "LISTEN_FDS", "LISTEN_PID"]],
-        ["--allow-sys", ["hostname", "networkInterfaces"]],
+        ["--allow-sys", ["hostname", "networkInterfaces", "uid"]],
         ["--allow-net", [`unix:${sock}`, `unix:${sock}.new`]],
       ]),
     );
