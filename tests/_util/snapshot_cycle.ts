@@ -74,7 +74,7 @@ export async function freezeCopyThaw(
     assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
     const acked = await load.acked();
     blocked = startBlockedWrite(`${mount}/snapshot-canary`);
-    assert.equal(await blocked.waitUntilBlocked(5000), true, "the mount is not frozen");
+    assert.equal(await blocked.waitUntilBlocked(), true, "the mount is not frozen");
     snapshot = await copyImage(image);
     assert.equal(blocked.isBlocked(), true, "the mount was thawed during the copy");
     assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 1);

@@ -159,7 +159,7 @@ Deno.test("`guest-fsfreeze-freeze` fails when a freeze script fails: nothing fro
     );
     assert.equal(await returned(agent, "guest-fsfreeze-status"), "thawed");
     probe = startBlockedWrite(`${scene.mount}/x`);
-    await withTimeout(probe.done, 5000, "a write to the mount (is it frozen?)");
+    await withTimeout(probe.done, 30_000, "a write to the mount (is it frozen?)");
   } finally {
     // Only a bug leaves the mount frozen here; then this thaw also frees the probe.
     await scene.mounts.thawAll();
