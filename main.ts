@@ -77,17 +77,18 @@ async function main(argv: string[]): Promise<number> {
       print(renderConfig(parsed.config));
       return 0;
   }
-  const { config, extra, positionals } = parsed;
+  const { config, extra } = parsed;
   const log = createLogger({ level: logLevel(config), logFile: config.logfile });
   const signal = stopSignal();
+  const listenEnv = takeListenEnv();
   if (cli !== undefined && local !== undefined) {
-    return await cli.runLocalCommand(local, config, extra, positionals, { log, print, signal });
+    return await cli.runLocalCommand(local, config, extra, { log, print, signal, listenEnv });
   }
   return await startAgent(config, log, {
-    argv: local ? rest : argv,
+    argv,
     signal,
     detachedChild: extra.detachedChild,
-    listenEnv: takeListenEnv(),
+    listenEnv,
   });
 }
 

@@ -13,6 +13,7 @@ import type { Config } from "./config/mod.ts";
 import { SHUTDOWN_PROGRAM } from "./commands/system/shutdown.ts";
 import { LIBC_CANDIDATES } from "./linux/libc.ts";
 import { unixSocketTempPath } from "./transport/socket_path.ts";
+import { statePaths } from "./fsfreeze/mod.ts";
 
 /** The permission set as lists (for tests and the README), before it is rendered as flags. */
 export interface PermissionSet {
@@ -89,6 +90,7 @@ export function permissionSet(config: Config, options: PermissionOptions): Permi
   if (config.logfile !== undefined) write.add(config.logfile);
   write.add(config.pidfile);
   addChannelPaths(config, read, write, net);
+  if (config.fsfreezeTimeout > 0) addWatchdogSocket(config, net);
   return {
     read: [...read],
     write: [...write],
@@ -124,6 +126,15 @@ function addChannelPaths(
       read.add(config.path);
       write.add(config.path);
   }
+}
+
+/**
+ * The thaw watchdog's socket in the state dir (read and write come with the state dir): the agent
+ * connects to it, the watchdog (the same program, the same permissions) listens on it.
+ */
+function addWatchdogSocket(config: Config, net: string[]): void {
+  const path = statePaths(config.statedir).watchdogSocket;
+  net.push(`unix:${path}`, `unix:${unixSocketTempPath(path)}`);
 }
 
 export { unixSocketTempPath };

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { FreezeService } from "../fsfreeze/lazy_controller.ts";
+import type { FreezeService } from "../fsfreeze/mod.ts";
 import type { DispatchContext } from "../protocol/dispatch.ts";
 import type { Registry } from "../protocol/registry.ts";
 

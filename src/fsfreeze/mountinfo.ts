@@ -93,7 +93,15 @@ export function parseMountinfo(text: string): MountEntry[] {
  * @throws {SyscallError} when it cannot be read
  */
 export function readMountinfo(): MountEntry[] {
-  return parseMountinfo(readTextFileRaw(MOUNTINFO_PATH));
+  return parseMountinfo(readMountinfoText());
+}
+
+/**
+ * The text of `/proc/self/mountinfo` (through libc, as {@link readMountinfo}).
+ * @throws {SyscallError} when it cannot be read
+ */
+export function readMountinfoText(): string {
+  return readTextFileRaw(MOUNTINFO_PATH);
 }
 
 /**

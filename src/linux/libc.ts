@@ -26,8 +26,14 @@ export { SyscallError };
 const SYMBOLS = {
   /** int open(const char *path, int flags, ...);  mode omitted: we never create files here */
   open: { parameters: ["buffer", "i32"], result: "i32" },
+  /** int open(const char *path, int flags, mode_t mode);  the O_CREAT shape of the variadic */
+  open_create: { name: "open", parameters: ["buffer", "i32", "u32"], result: "i32" },
   /** int close(int fd); */
   close: { parameters: ["i32"], result: "i32" },
+  /** int flock(int fd, int operation); */
+  flock: { parameters: ["i32", "i32"], result: "i32" },
+  /** int malloc_trim(size_t pad);  glibc: hands free heap memory back to the kernel */
+  malloc_trim: { parameters: ["usize"], result: "i32" },
   /** int ioctl(int fd, unsigned long req, int arg);  variadic in C: one alias per argument shape */
   ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "i32"], result: "i32" },
   /**
@@ -162,6 +168,8 @@ export const O_RDWR = 2;
 export const O_NOCTTY = 0o400;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
+export const O_CREAT = 0o100;
+export const O_NOFOLLOW = 0o400000;
 
 /**
  * open(2).
@@ -745,4 +753,54 @@ export function accept4(fd: number, flags: number): { fd: number; peer: SocketAd
   const client = loadLibc().accept4(fd, address, new Uint8Array(length.buffer), flags);
   if (client === -1) throw new SyscallError("accept4", lastErrno());
   return { fd: client, peer: readSocketAddress(address, Math.min(length[0]!, address.byteLength)) };
+}
+
+// Advisory locks and memory.
+
+/** flock(2) operations. */
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+
+/**
+ * Opens (creating it owner-only if absent) a lock file: never through a symlink, never blocking
+ * on a FIFO planted there, close-on-exec so a hook never inherits the lock.
+ * @throws {SyscallError} (ELOOP for a symlink)
+ */
+export function openLockFile(path: string): number {
+  const flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+  const fd = loadLibc().open_create(cString(path), flags, 0o600);
+  if (fd === -1) throw new SyscallError("open", lastErrno(), path);
+  return fd;
+}
+
+/**
+ * flock(2); with LOCK_NB a lock held elsewhere gives `false` instead of blocking.
+ * @throws {SyscallError} for anything but EWOULDBLOCK
+ */
+export function flock(fd: number, operation: number): boolean {
+  if (loadLibc().flock(fd, operation) === 0) return true;
+  const errno = lastErrno();
+  if (errno === Errno.EAGAIN) return false; // EWOULDBLOCK
+  throw new SyscallError("flock", errno);
+}
+
+/** `AT_EMPTY_PATH`: statx of the descriptor itself. */
+const AT_EMPTY_PATH = 0x1000;
+
+/**
+ * fstat(2) (through statx(2)).
+ * @throws {SyscallError}
+ */
+export function fstat(fd: number): FileStat {
+  const buffer = new Uint8Array(STATX_SIZE);
+  if (loadLibc().statx(fd, cString(""), AT_EMPTY_PATH, STATX_BASIC_STATS, buffer) === -1) {
+    throw new SyscallError("fstat", lastErrno());
+  }
+  return readStatx(buffer);
+}
+
+/** glibc's malloc_trim(0): returns freed heap memory (of every arena) to the kernel. */
+export function mallocTrim(): void {
+  loadLibc().malloc_trim(0n);
 }

@@ -47,6 +47,12 @@ function stateFile(agent: AgentProcess): string {
   return `${agent.statedir}/qga.state.isfrozen`;
 }
 
+/** Waits until the agent's last cycle has ended (its state file is gone), within 30 s. */
+async function settled(agent: AgentProcess): Promise<void> {
+  const until = Date.now() + 30_000;
+  while (await exists(stateFile(agent)) && Date.now() < until) await delay(50);
+}
+
 async function exists(path: string): Promise<boolean> {
   return await Deno.lstat(path).then(() => true, () => false);
 }
@@ -236,9 +242,40 @@ Deno.test("a failing freeze hook fails the freeze with qemu-ga's text; nothing f
   });
   assert.equal(await returned(agent, "guest-fsfreeze-status"), "thawed");
   await withTimeout(startBlockedWrite(`${fs.mounts[0]}/x`).done, 30_000, "mount not frozen");
-  assert.deepEqual(await hook.calls(), ["freeze", "thaw"], "exactly one thaw for the freeze");
+  // The thaw hook runs right after the error reply.
+  assert.deepEqual(await hook.callsOnce(2), ["freeze", "thaw"], "exactly one thaw for the freeze");
+  await settled(agent);
   assert.equal(await exists(stateFile(agent)), false);
   assert.equal((await report(agent)).state, "failed");
+  assert.deepEqual(await hook.calls(), ["freeze", "thaw"]);
+});
+
+Deno.test("a freeze hook that overruns its deadline fails the freeze at the deadline; the slow thaw hook runs after", async () => {
+  await using fs = await createLoopMounts(1, { watchdogSeconds: 60 });
+  const release = `${fs.dir}/release-thaw-hook`;
+  const hook = await recordingHook(fs.dir, { hangFreeze: true, thawWaitsFor: release });
+  await using agent = await spawnAgent({
+    scope: fs.mounts,
+    hook: hook.path,
+    args: ["--fsfreeze-hook-timeout=2"],
+  });
+  const reply = await call(agent, "guest-fsfreeze-freeze");
+  assert.match((reply.error as { desc: string }).desc, /fsfreeze hook timed out after 2 s/);
+  // The host has its answer while the thaw hook still runs (it waits for the release file), and
+  // the agent answers meanwhile; the thaw hook runs to its end, once.
+  assert.deepEqual(await hook.callsOnce(2), ["freeze", "thaw"]);
+  assert.equal(await returned(agent, "guest-fsfreeze-status"), "thawed");
+  assert.equal(await exists(stateFile(agent)), true, "the cycle ends when its thaw hook ends");
+  await Deno.writeTextFile(release, "");
+  await settled(agent);
+  assert.equal(await exists(stateFile(agent)), false);
+  const cycle = await report(agent);
+  assert.equal(cycle.state, "failed");
+  assert.deepEqual(cycle.hooks.map((h) => [h.phase, h.timedOut]), [["freeze", true], [
+    "thaw",
+    false,
+  ]]);
+  assert.deepEqual(await hook.calls(), ["freeze", "thaw"]);
 });
 
 Deno.test("a hanging freeze hook is killed with its children; the freeze fails in time, nothing frozen", async () => {
@@ -416,7 +453,8 @@ Deno.test("FIFREEZE failing with another errno rolls back: error text, nothing f
   assert.equal((reply.error as { class: string }).class, "GenericError");
   assert.equal(await returned(agent, "guest-fsfreeze-status"), "thawed");
   await withTimeout(startBlockedWrite(`${fs.mounts[0]}/x`).done, 30_000, "mount not frozen");
-  assert.deepEqual(await hook.calls(), ["freeze", "thaw"], "the rollback ran the thaw hook");
+  assert.deepEqual(await hook.callsOnce(2), ["freeze", "thaw"], "the rollback ran the thaw hook");
+  await settled(agent);
   const cycle = await report(agent);
   assert.equal(cycle.state, "failed");
   assert.equal(cycle.thaw?.by, "rollback");

@@ -24,6 +24,7 @@ import { createMariaDbScene, type MariaDbScene } from "../_util/db_hook_fixtures
 import { assertNothingLeft, type BlockedWrite, startBlockedWrite } from "../_util/loopfs.ts";
 import { type MariaDbServer, startMariaDb } from "../_util/mariadb.ts";
 import {
+  endedReport,
   freezeCopyThaw,
   lastReport,
   note,
@@ -166,7 +167,7 @@ Deno.test("`guest-fsfreeze-freeze` fails when a freeze script fails: nothing fro
     if (probe !== undefined && !probe.finished()) await probe.kill();
   }
 
-  const report = await lastReport(agent);
+  const report = await endedReport(agent);
   assert.equal(report.state, "failed");
   assert.equal(report.frozenCount, 0);
   assert.deepEqual(report.mounts.filter((m) => m.status === "frozen"), []);
