@@ -19,7 +19,7 @@ export class UnsafePathError extends Error {
 }
 
 import { SyscallError } from "./linux/errno.ts";
-import { lstat, stat } from "./linux/libc.ts";
+import { lstat, stat } from "./linux/files.ts";
 import { type FileType, fileType } from "./linux/structs.ts";
 
 const encoder = new TextEncoder();

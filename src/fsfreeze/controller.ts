@@ -9,7 +9,7 @@
 import type { Config } from "../config/mod.ts";
 import { genericError } from "../errors.ts";
 import type { AgentLogger } from "../log.ts";
-import { kill, Signal } from "../linux/libc.ts";
+import { kill, Signal } from "../linux/process.ts";
 import { emptyReport, runPhase, thawClaimed } from "./cycle.ts";
 import { freezeMounts, type FreezeOutcome, thawMounts } from "./freezer.ts";
 import {

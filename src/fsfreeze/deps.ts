@@ -11,7 +11,7 @@
  * @module
  */
 
-import { major, minor, readDir, readTextFileRaw, realpath, stat } from "../linux/libc.ts";
+import { major, minor, readDir, readTextFileRaw, realpath, stat } from "../linux/files.ts";
 import type { DeviceNumber, MountEntry } from "./mountinfo.ts";
 
 /** A block device as sysfs names it: `"major:minor"`. */

@@ -4,7 +4,7 @@
  * layer owns those).
  *
  * Concurrency: each FIFREEZE of a concurrent wave runs on a blocking thread of Deno's pool
- * (libc.ts `fifreezeOffThread`, a nonblocking FFI call), up to `concurrency` at a time, while the
+ * (linux/freeze.ts `fifreezeOffThread`, a nonblocking FFI call), up to `concurrency` at a time, while the
  * event loop waits. Such a call cannot report errno (it stays on its thread), so a FIFREEZE that
  * failed there is repeated on the calling thread, which reads why (EBUSY, EOPNOTSUPP, EPERM fail
  * again at once; a failure that does not repeat freezes the mount, as a later attempt would
@@ -25,7 +25,8 @@
  */
 
 import { Errno, SyscallError } from "../linux/errno.ts";
-import { close, fifreeze, fifreezeOffThread, fithaw, O_RDONLY, open } from "../linux/libc.ts";
+import { close, O_RDONLY, open } from "../linux/fd.ts";
+import { fifreeze, fifreezeOffThread, fithaw } from "../linux/freeze.ts";
 
 /** What happened to one mount's FIFREEZE. */
 export type FreezeOutcome =

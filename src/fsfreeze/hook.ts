@@ -13,8 +13,8 @@
  * @module
  */
 
-import { getuid, kill, Signal, SyscallError } from "../linux/libc.ts";
-import { Errno, errnoNumber, strerror } from "../linux/errno.ts";
+import { getuid, kill, Signal } from "../linux/process.ts";
+import { Errno, errnoNumber, strerror, SyscallError } from "../linux/errno.ts";
 
 /** The argument a hook receives. */
 export type HookPhase = "freeze" | "thaw";

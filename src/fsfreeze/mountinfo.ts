@@ -7,7 +7,7 @@
  * @module
  */
 
-import { major, minor, readTextFileRaw, stat } from "../linux/libc.ts";
+import { major, minor, readTextFileRaw, stat } from "../linux/files.ts";
 import { fileType } from "../linux/structs.ts";
 
 /** A block device number. */

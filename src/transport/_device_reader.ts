@@ -21,7 +21,7 @@
  */
 
 import { Errno, errnoNumber, SyscallError } from "../linux/errno.ts";
-import { close, Poll, poll, type PollFd, read } from "../linux/libc.ts";
+import { close, Poll, poll, type PollFd, read } from "../linux/fd.ts";
 
 /** How long to wait before reading again after a hangup or EAGAIN (qemu-ga: 100 ms). */
 export const HANGUP_RETRY_MS = 100;

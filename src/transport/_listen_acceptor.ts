@@ -15,15 +15,8 @@
  */
 
 import { Errno, errnoNumber, SyscallError } from "../linux/errno.ts";
-import {
-  accept4,
-  Poll,
-  poll,
-  type PollFd,
-  SOCK_CLOEXEC,
-  SOCK_NONBLOCK,
-  type SocketAddress,
-} from "../linux/libc.ts";
+import { accept4, SOCK_CLOEXEC, SOCK_NONBLOCK, type SocketAddress } from "../linux/sockets.ts";
+import { Poll, poll, type PollFd } from "../linux/fd.ts";
 
 /** How long to wait before accepting again when out of descriptors or memory. */
 export const ACCEPT_RETRY_MS = 100;

@@ -6,7 +6,7 @@
  * one after the previous disconnected. More than one socket, or any other kind of descriptor,
  * is refused at start-up with qemu-ga's messages.
  *
- * Deno cannot adopt an inherited descriptor, so everything goes through libc.ts: the socket is
+ * Deno cannot adopt an inherited descriptor, so everything goes through src/linux/: the socket is
  * inspected with getsockopt(2), marked close-on-exec (no hook or watchdog inherits it) and
  * non-blocking; an accept Worker (listen_acceptor_worker.ts) blocks in poll(2) until a client is
  * wanted and queued; each client is served by device.ts's descriptor connection, where end of
@@ -21,18 +21,15 @@
 import { SyscallError } from "../linux/errno.ts";
 import {
   AddressFamily,
-  EFD_NONBLOCK,
-  eventfd,
   getsockname,
   getsockoptInt,
-  lstat,
-  setCloseOnExec,
-  setNonBlocking,
   type SocketAddress,
   SocketOption,
   SocketType,
   SOL_SOCKET,
-} from "../linux/libc.ts";
+} from "../linux/sockets.ts";
+import { EFD_NONBLOCK, eventfd, setCloseOnExec, setNonBlocking } from "../linux/fd.ts";
+import { lstat } from "../linux/files.ts";
 import type { Logger } from "../log.ts";
 import {
   ACCEPT_CONTROL_WORDS,

@@ -3,7 +3,7 @@
  * kept open for the agent's life, as qemu-ga does.
  *
  * Deno (2.9) refuses its file APIs on any path under /dev unless run with --allow-all
- * (denoland/deno#27980), so the device is opened, read and written through libc.ts:
+ * (denoland/deno#27980), so the device is opened, read and written through src/linux/fd.ts:
  * - opened `O_RDWR|O_NOCTTY|O_NONBLOCK|O_CLOEXEC`; isa-serial is put into qemu-ga's raw mode;
  * - read by a Worker (device_reader_worker.ts) that blocks in poll(2) and posts what it reads.
  *   EOF, POLLHUP and EIO mean no host is connected: it reports a hangup once (the agent drops
@@ -29,7 +29,7 @@ import {
   O_RDWR,
   open,
   write,
-} from "../linux/libc.ts";
+} from "../linux/fd.ts";
 import { setRawModeOnFd } from "../linux/termios.ts";
 import type { Logger } from "../log.ts";
 import {

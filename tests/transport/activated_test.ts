@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { readSocketAddress } from "../../src/linux/libc.ts";
+import { readSocketAddress } from "../../src/linux/sockets.ts";
 import { silentLogger } from "../../src/log.ts";
 import {
   type Activation,

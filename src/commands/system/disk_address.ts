@@ -12,14 +12,8 @@
  */
 
 import { genericError } from "../../errors.ts";
-import {
-  type DirEntry,
-  readDir,
-  readlink,
-  readTextFileRaw,
-  realpath,
-  SyscallError,
-} from "../../linux/libc.ts";
+import { type DirEntry, readDir, readlink, readTextFileRaw, realpath } from "../../linux/files.ts";
+import { SyscallError } from "../../linux/errno.ts";
 
 /** `GuestPCIAddress` of the QAPI schema; -1 in every field means "not a PCI device". */
 export interface GuestPCIAddress {

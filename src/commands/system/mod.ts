@@ -11,7 +11,9 @@
  */
 
 import { genericError } from "../../errors.ts";
-import { CLOCK_REALTIME, clockGettime, readTextFileRaw, SyscallError } from "../../linux/libc.ts";
+import { CLOCK_REALTIME, clockGettime } from "../../linux/system.ts";
+import { readTextFileRaw } from "../../linux/files.ts";
+import { SyscallError } from "../../linux/errno.ts";
 import type { Logger } from "../../log.ts";
 import type { DispatchContext } from "../../protocol/dispatch.ts";
 import type { Registry } from "../../protocol/registry.ts";
