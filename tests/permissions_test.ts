@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
-import { type Config, parseConfig } from "../src/config/mod.ts";
-import { agentFlags, denoRunOptions, permissionSet } from "../src/permissions.ts";
+import { type Config, parseConfig, writesPidfile } from "../src/config/mod.ts";
+import {
+  agentFlags,
+  denoRunOptions,
+  permissionDescriptors,
+  permissionSet,
+} from "../src/permissions.ts";
+import { TRANSPORT_METHODS } from "../src/transport/methods.ts";
 
 function config(argv: string[]): Config {
   const parsed = parseConfig(argv, {}, () => undefined);
@@ -85,4 +91,53 @@ Deno.test("agentFlags() grants only the named sys APIs and read on the guest-inf
   }
   const run = flags.find((flag) => flag.startsWith("--allow-run="));
   assert.equal(run, "--allow-run=/x,/sbin/shutdown");
+});
+
+Deno.test("permissionSet() grants the pidfile exactly when the agent writes it: -d, -f or the key", () => {
+  const writes = (argv: string[], key?: string): boolean => {
+    const parsed = parseConfig(argv, { QGA_CONF: "/c" }, (path) => path === "/c" ? key : undefined);
+    assert.equal(parsed.action, "run");
+    const { config } = parsed as { config: Config };
+    const granted = permissionSet(config, { selfExecutable: "/x" }).write.includes(config.pidfile);
+    assert.equal(granted, writesPidfile(config), argv.join(" "));
+    return granted;
+  };
+  assert.equal(writes([]), false, "the default pidfile is not written without -d");
+  assert.equal(writes(["-d"]), true);
+  assert.equal(writes(["-f", "/run/p.pid"]), true);
+  assert.equal(writes([], "[general]\npidfile=/run/p.pid\n"), true);
+  assert.equal(writes([], "[general]\ndaemon=true\n"), true);
+});
+
+Deno.test("permissionSet() takes each channel's permissions from its transport declaration", () => {
+  for (const method of TRANSPORT_METHODS) {
+    const path = method.name === "vsock-listen" ? "3:1234" : `/run/${method.name}`;
+    const set = permissionSet(config(["-m", method.name, "-p", path]), { selfExecutable: "/x" });
+    const channel = method.permissions(path);
+    for (const entry of channel.read) assert.ok(set.read.includes(entry), `${method.name} read`);
+    for (const entry of channel.write) assert.ok(set.write.includes(entry), `${method.name} write`);
+    assert.deepEqual(set.net, channel.net, method.name);
+    assert.equal(set.unstableVsock, channel.unstableVsock, method.name);
+  }
+  const unknown = permissionSet(config(["-m", "tcp", "-p", "/run/x"]), { selfExecutable: "/x" });
+  assert.ok(!unknown.read.includes("/run/x"), "an unknown method is refused, never granted");
+  assert.deepEqual(unknown.net, []);
+});
+
+Deno.test("permissionDescriptors() gives one descriptor per entry of the set", () => {
+  const set = permissionSet(
+    config(["-m", "unix-listen", "-p", "/run/q.sock", "-F/etc/h", "-d"]),
+    { selfExecutable: "/usr/sbin/fsfreeze-agent" },
+  );
+  const descriptors = permissionDescriptors(set);
+  const count = set.read.length + set.write.length + set.run.length + set.ffi.length +
+    set.env.length + set.sys.length + set.net.length;
+  assert.equal(descriptors.length, count);
+  assert.deepEqual(descriptors.filter((d) => d.name === "net"), [
+    { name: "net", host: "unix:/run/q.sock" },
+    { name: "net", host: "unix:/run/q.sock.new" },
+  ]);
+  assert.deepEqual(descriptors.filter((d) => d.name === "sys").map((d) => d.kind), set.sys);
+  assert.ok(descriptors.some((d) => d.name === "write" && d.path === "/run/fsfreeze-agent.pid"));
+  assert.ok(descriptors.some((d) => d.name === "run" && d.command === "/etc/h"));
 });

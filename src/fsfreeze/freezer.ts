@@ -25,7 +25,7 @@
  */
 
 import { Errno, SyscallError } from "../linux/errno.ts";
-import { close, O_RDONLY, open } from "../linux/fd.ts";
+import { closeQuietly, O_RDONLY, open } from "../linux/fd.ts";
 import { fifreeze, fifreezeOffThread, fithaw } from "../linux/freeze.ts";
 
 /** What happened to one mount's FIFREEZE. */
@@ -151,14 +151,6 @@ function openFailure(mountPoint: string, err: SyscallError, durationMs: number):
 
 function errnoFields(err: SyscallError): { errno: number; code: string; text: string } {
   return { errno: err.errno, code: err.code, text: err.text };
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    close(fd);
-  } catch {
-    // Nothing to do about a failed close of a read-only directory fd.
-  }
 }
 
 /**

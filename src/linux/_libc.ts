@@ -12,6 +12,7 @@
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
 import { SyscallError } from "./errno.ts";
 
 const SYMBOLS = {
@@ -123,7 +124,7 @@ export function libc(): Libc {
       symbols = Deno.dlopen(path, SYMBOLS).symbols;
       return symbols;
     } catch (err) {
-      failures.push(`${path}: ${err instanceof Error ? err.message : String(err)}`);
+      failures.push(`${path}: ${errorMessage(err)}`);
     }
   }
   throw new LibcLoadError(`cannot load libc; tried:\n  ${failures.join("\n  ")}`);

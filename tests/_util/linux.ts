@@ -1,11 +1,14 @@
 /**
- * Helpers of the src/linux/ tests: what a SyscallError should look like, a coreutils run to
- * compare a wrapper's answer with, and a temporary directory.
+ * Helpers of the tests of src/linux/ and of the descriptor transports: what a SyscallError should
+ * look like, a coreutils run to compare a wrapper's answer with, a temporary directory, and the
+ * descriptor of a socket Deno made.
  *
  * @module
  */
 
 import { SyscallError } from "../../src/linux/errno.ts";
+import { readDir, readlink } from "../../src/linux/files.ts";
+import { getsockname } from "../../src/linux/sockets.ts";
 
 /** A predicate for `assert.throws`: a {@link SyscallError} of `syscall` with errno `code`. */
 export function isSyscallError(syscall: string, code: string): (err: unknown) => boolean {
@@ -34,4 +37,19 @@ export async function withTempDir(use: (dir: string) => void | Promise<void>): P
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** The descriptor of this process's socket bound to `path` (one Deno made, which hides it). */
+export function socketBoundTo(path: string): number {
+  for (const entry of readDir("/proc/self/fd")) {
+    const fd = Number(entry.name);
+    try {
+      if (!readlink(`/proc/self/fd/${fd}`).startsWith("socket:")) continue;
+      const address = getsockname(fd);
+      if (address.transport === "unix" && address.path === path) return fd;
+    } catch {
+      // Closed since the listing (the listing's own descriptor, the runtime's): not it.
+    }
+  }
+  throw new Error(`no socket bound to ${path}`);
 }

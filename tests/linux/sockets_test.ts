@@ -8,7 +8,6 @@
 
 import assert from "node:assert/strict";
 import { close, O_RDONLY, open } from "../../src/linux/fd.ts";
-import { readDir, readlink } from "../../src/linux/files.ts";
 import {
   accept4,
   AddressFamily,
@@ -20,18 +19,7 @@ import {
   SocketType,
   SOL_SOCKET,
 } from "../../src/linux/sockets.ts";
-import { isSyscallError, withTempDir } from "../_util/linux.ts";
-
-/** The descriptor of this process's socket bound to `path`. */
-function socketBoundTo(path: string): number {
-  for (const entry of readDir("/proc/self/fd")) {
-    const fd = Number(entry.name);
-    if (!readlink(`/proc/self/fd/${fd}`).startsWith("socket:")) continue;
-    const address = getsockname(fd);
-    if (address.transport === "unix" && address.path === path) return fd;
-  }
-  throw new Error(`no socket bound to ${path}`);
-}
+import { isSyscallError, socketBoundTo, withTempDir } from "../_util/linux.ts";
 
 Deno.test("getsockname() and getsockoptInt() describe a listening unix stream socket", async () => {
   await withTempDir((dir) => {

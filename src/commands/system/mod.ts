@@ -13,7 +13,7 @@
 import { genericError } from "../../errors.ts";
 import { CLOCK_REALTIME, clockGettime } from "../../linux/system.ts";
 import { readTextFileRaw } from "../../linux/files.ts";
-import { SyscallError } from "../../linux/errno.ts";
+import { errorReason } from "../../linux/errno.ts";
 import type { Logger } from "../../log.ts";
 import type { DispatchContext } from "../../protocol/dispatch.ts";
 import type { Registry } from "../../protocol/registry.ts";
@@ -117,7 +117,6 @@ function guestLoad(): GuestLoadAverage {
   try {
     return parseLoadavg(readTextFileRaw("/proc/loadavg", { maxBytes: 4096 }));
   } catch (err) {
-    const reason = err instanceof SyscallError ? err.text : (err as Error).message;
-    throw genericError(`cannot query load average: ${reason}`, { cause: err });
+    throw genericError(`cannot query load average: ${errorReason(err)}`, { cause: err });
   }
 }
