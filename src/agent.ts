@@ -133,8 +133,8 @@ export async function serveConnection<Ctx extends DispatchContext>(
  * high-water mark. `gc` exists when the agent runs with `--v8-flags=--expose-gc` (its flags do).
  *
  * Only input that arrived while no message completed counts (a large message, or junk, in
- * progress): ordinary traffic of small requests never triggers it. (Counting every byte made a
- * full GC run after each MiB of `guest-ping`s, which cost time and left RSS ~3 MiB higher.)
+ * progress): ordinary traffic of small requests never triggers it (docs/design.md #21; why not
+ * every byte: bench/README.md).
  */
 class MemoryReclaimer {
   static readonly THRESHOLD_BYTES = 1 << 20;

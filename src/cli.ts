@@ -1,5 +1,5 @@
 /**
- * Local subcommands for an operator on the guest (DESIGN.md item 11): `status` prints the last
+ * Local subcommands for an operator on the guest (docs/design.md #11): `status` prints the last
  * cycle's report from the state directory, `thaw` is the break-glass thaw; and `watchdog`, the
  * mode the agent starts its thaw watchdog in. They work while the agent is frozen or dead.
  *

@@ -7,7 +7,7 @@
  * @module
  */
 
-/** QMP error classes qemu-ga emits (docs/protocol.md, "Errors"); only these two are used. */
+/** QMP error classes qemu-ga emits (docs/protocol.md, "Requests and replies"). */
 export type QmpErrorClass = "GenericError" | "CommandNotFound";
 
 /** An error meant for the host: carries the QMP error class and the `desc` text. */

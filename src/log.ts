@@ -3,8 +3,8 @@
  * optional log file.
  *
  * While filesystems are frozen, log file writes are held in memory and written after thaw: a write
- * to a frozen filesystem would block the agent, and then nothing could thaw it (QGA.md §3.4).
- * stderr stays live (journald is a socket, not a file on a freezable filesystem).
+ * to a frozen filesystem would block the agent, and then nothing could thaw it (docs/design.md
+ * #12). stderr stays live (journald is a socket, not a file on a freezable filesystem).
  *
  * This is the only module allowed to write to the console.
  *

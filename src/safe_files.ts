@@ -1,6 +1,6 @@
 /**
  * How the agent (and its watchdog) create files, so that an entry planted beforehand is never
- * followed or reused (docs/design.md, "files the agent writes"):
+ * followed or reused (docs/design.md #13):
  * - a file replaced whole (state, report) is written to an exclusively created temp file
  *   (`O_CREAT|O_EXCL`, which never follows a symlink) and renamed into place (a rename replaces
  *   a symlink itself, never its target); a stale entry at the temp name is unlinked first;

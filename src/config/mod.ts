@@ -365,7 +365,7 @@ function finishPath(config: Config): void {
 
 /**
  * Whether the agent writes its pidfile: when daemonizing (as qemu-ga) or when one was named
- * (docs/design.md). Only then is it checked, granted and written.
+ * (docs/design.md #19). Only then is it checked, granted and written.
  */
 export function writesPidfile(config: Config): boolean {
   return config.daemonize || config.pidfileExplicit;

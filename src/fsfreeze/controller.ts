@@ -1,5 +1,5 @@
 /**
- * The agent's freeze/thaw policy (QGA.md §4, DESIGN.md items 3–8, 11, 12): mount selection, the
+ * The agent's freeze/thaw policy (docs/design.md #3–8, #11, #12, #23–25): mount selection, the
  * state file, the watchdog, the hook contract (exactly one `thaw` for each `freeze` that ran),
  * FIFREEZE with rollback, frozen mode, crash recovery and the cycle report.
  *
@@ -204,7 +204,7 @@ export class FreezeController {
       throw genericError("fsfreeze-timeout expired while the filesystems were being frozen");
     }
     if (frozen.length === 0) {
-      // qemu-ga leaves the freeze hook's locks held here; we owe it its thaw (DESIGN.md item 3).
+      // qemu-ga leaves the freeze hook's locks held here; we owe it its thaw (docs/design.md #3).
       // Nothing is FITHAWed: a mount skipped as already frozen belongs to whoever froze it.
       report.state = "thawed";
       await this.#endUnfrozen(report, "nothing-frozen");

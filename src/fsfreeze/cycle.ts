@@ -93,7 +93,7 @@ export interface ThawResult {
 /**
  * Thaws a claimed cycle: FITHAW on `mounts` (in the order given), then the `thaw` hook if the
  * state says a `freeze` hook ran, then saves the report and releases the claim. A failing thaw
- * hook is logged and reported, never turned into a failure (DESIGN.md item 4).
+ * hook is logged and reported, never turned into a failure (docs/design.md #4).
  */
 export async function thawClaimed(
   config: Config,

@@ -1,5 +1,5 @@
 /**
- * Freeze order from block-device stacking (QGA.md §9 item 8, issue 7). Mount A *holds* mount B
+ * Freeze order from block-device stacking (docs/design.md #24). Mount A *holds* mount B
  * when B's block device is stored on A — a loop device whose backing file lies on A, or a stacked
  * device (dm, md, a partition) that resolves, level by level, to such a loop device or to A's own
  * device — or when B's mount point lies below A's. B must be frozen before A: once A is frozen,

@@ -1,5 +1,5 @@
 /**
- * The report of a freeze cycle (DESIGN.md item 11): per hook run (path, phase, exit, duration,
+ * The report of a freeze cycle (docs/design.md #11): per hook run (path, phase, exit, duration,
  * output tail), per mount (frozen / skipped and why / failed with errno, durations) and who thawed.
  * Served by the report command, printed by `fsfreeze-agent status`, and kept in the state directory
  * (written only when nothing is frozen).

@@ -1,7 +1,7 @@
 /**
  * Which mounts a freeze or thaw touches: qemu-ga's selection (mountinfo.ts), then our exclusions,
  * then the freeze scope — the configured scope intersected with the agent's Deno read permission,
- * checked before any FFI `open` (DESIGN.md item 8) — then the host's `mountpoints` filter.
+ * checked before any FFI `open` (docs/design.md #8) — then the host's `mountpoints` filter.
  *
  * @module
  */

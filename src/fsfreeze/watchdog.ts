@@ -1,5 +1,5 @@
 /**
- * The thaw watchdog (DESIGN.md item 5): a separate process, started by the agent for each freeze
+ * The thaw watchdog (docs/design.md #5): a separate process, started by the agent for each freeze
  * cycle with an auto-thaw deadline. It outlives the agent (own process group), so the deadline
  * holds even when the agent is SIGKILLed or OOM-killed while frozen.
  *

@@ -39,7 +39,7 @@ export function close(fd: number): void {
   if (libc().close(fd) === -1) throw errnoError("close");
 }
 
-/** close(2), ignoring a failure: for a descriptor we are done with, nothing can be done about it. */
+/** close(2), ignoring a failure: nothing can be done about it for a descriptor we are done with. */
 export function closeQuietly(fd: number): void {
   try {
     close(fd);

@@ -1,6 +1,6 @@
 /**
  * The agent's wire JSON, byte-for-byte compatible with qemu-ga's lexer, streamer, parser and
- * writer (QGA.md §1.1-1.3): {@linkcode JsonMessageParser} turns a byte stream into messages and
+ * writer (docs/protocol.md): {@linkcode JsonMessageParser} turns a byte stream into messages and
  * error descs, {@linkcode encodeJson} prints values as qemu does, {@linkcode fromJs} converts plain
  * JS values. Values keep qemu's number kinds (int64, uint64, double).
  *

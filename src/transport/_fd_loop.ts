@@ -74,7 +74,7 @@ export const Owner = {
   CLOSED: 2,
 } as const;
 
-/** What end of file means: the host is away for now (a device), or the client has gone (a socket). */
+/** What end of file means: the host is away for now (a device), or the client left (a socket). */
 export type EndOfFile = "hangup" | "closed";
 
 /** Which loop the main thread asks for, on which descriptor. */

@@ -1,11 +1,11 @@
 /**
- * systemd socket activation (docs/protocol.md, "Channels"): when systemd passes this process a listening
- * socket (sd_listen_fds(3): `LISTEN_PID` is our pid, `LISTEN_FDS=1`, the socket is descriptor 3),
- * the agent serves it instead of `-m/-p`. It behaves as the method whose socket family it has
- * (methods.ts): an AF_UNIX socket as unix-listen, an AF_VSOCK one as vsock-listen (only the
- * configured peer CIDs are served): one client at a time, the next
- * one after the previous disconnected. More than one socket, or any other kind of descriptor,
- * is refused at start-up with qemu-ga's messages.
+ * systemd socket activation (docs/protocol.md, "Channels"): when systemd passes this process a
+ * listening socket (sd_listen_fds(3): `LISTEN_PID` is our pid, `LISTEN_FDS=1`, the socket is
+ * descriptor 3), the agent serves it instead of `-m/-p`, as the method declared for its socket
+ * family (methods.ts): an AF_UNIX socket as unix-listen, an AF_VSOCK one as vsock-listen (only
+ * the configured peer CIDs are served): one client at a time, the next one after the previous
+ * disconnected. More than one socket, or any other kind of descriptor, is refused at start-up with
+ * qemu-ga's messages.
  *
  * Deno cannot adopt an inherited descriptor, so everything goes through src/linux/: the socket is
  * inspected with getsockopt(2), marked close-on-exec (no hook or watchdog inherits it) and

@@ -1,6 +1,6 @@
 /**
  * The guest-information and power commands hosts expect of a QEMU guest agent: KubeVirt counts
- * the agent as supported only when `guest-info` lists them enabled (QGA.md §8.1), libvirt's
+ * the agent as supported only when `guest-info` lists them enabled (docs/design.md #27), libvirt's
  * `virDomainGetGuestInfo` and KubeVirt's pollers call them (`guest-get-load` included).
  *
  * Each reply follows the QAPI schema (qga/qapi-schema.json) and qemu-ga's Linux behaviour; the
