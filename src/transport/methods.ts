@@ -115,14 +115,6 @@ export function transportMethod(name: string): TransportMethod {
   return method;
 }
 
-/**
- * Checks the transport method name.
- * @throws {ConfigError} `unsupported channel method/type: <name>`
- */
-export function validateMethod(name: string): Method {
-  return transportMethod(name).name;
-}
-
 /** The method a listening socket of address family `family` stands in for, if any. */
 export function methodOfSocketFamily(family: number): TransportMethod | undefined {
   return TRANSPORT_METHODS.find((method) => method.socketFamily === family);
