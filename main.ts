@@ -11,6 +11,7 @@
 import type { LocalCommand } from "./src/cli.ts";
 import { createRegistry } from "./src/commands/mod.ts";
 import { type Config, parseConfig, renderConfig, UsageError, usageText } from "./src/config/mod.ts";
+import { errorMessage } from "./src/errors.ts";
 import { createLogger } from "./src/log.ts";
 import { startAgent } from "./src/main_agent.ts";
 import type { ListenEnv } from "./src/transport/mod.ts";
@@ -97,8 +98,7 @@ function logLevel(config: Config): "debug" | "info" {
 }
 
 function reportFailure(err: unknown): void {
-  const message = err instanceof Error ? err.message : String(err);
-  printError(`${PROGRAM}: ${message}\n`);
+  printError(`${PROGRAM}: ${errorMessage(err)}\n`);
   if (err instanceof UsageError) {
     printError(`Unknown option, try '${PROGRAM} --help' for more information.\n`);
   }

@@ -1,5 +1,5 @@
 /**
- * Local subcommands for an operator on the guest (docs/design.md, "cycle report"): `status`
+ * Local subcommands for an operator on the guest (docs/design.md #11): `status`
  * prints the last cycle's report from the state directory, `thaw` is the break-glass thaw; and
  * `watchdog`, the agent's thaw watchdog (started by systemd through its socket, or by the agent).
  * They work while the agent is frozen or dead.

@@ -7,7 +7,8 @@
 
 import { runAgent } from "./agent.ts";
 import { createRegistry } from "./commands/mod.ts";
-import { type Config, ConfigError } from "./config/mod.ts";
+import { type Config, ConfigError, writesPidfile } from "./config/mod.ts";
+import { errorMessage } from "./errors.ts";
 import { checkStatedir, LazyFreezeService } from "./fsfreeze/mod.ts";
 import type { AgentLogger } from "./log.ts";
 import { missingPermissions } from "./permission_check.ts";
@@ -16,6 +17,7 @@ import {
   checkDirectory,
   checkOwnFileOrAbsent,
   openOwnFile,
+  removeQuietly,
   UnsafePathError,
 } from "./safe_files.ts";
 import { dirname } from "node:path";
@@ -98,9 +100,7 @@ export async function startAgent(
 function checkFileSafety(config: Config): void {
   try {
     checkStatedir(config.statedir);
-    if (config.daemonize || config.pidfileExplicit) {
-      checkFileAndDirectory(config.pidfile, "pidfile");
-    }
+    if (writesPidfile(config)) checkFileAndDirectory(config.pidfile, "pidfile");
     if (config.logfile !== undefined) checkFileAndDirectory(config.logfile, "log file");
   } catch (err) {
     if (err instanceof UnsafePathError) throw new ConfigError(err.message, { cause: err });
@@ -158,7 +158,7 @@ class Pidfile {
   }
 
   writeIfDue(): void {
-    if (this.#written || !(this.#config.daemonize || this.#config.pidfileExplicit)) return;
+    if (this.#written || !writesPidfile(this.#config)) return;
     try {
       const file = openOwnFile(this.#config.pidfile, {
         append: false,
@@ -174,17 +174,12 @@ class Pidfile {
     } catch (err) {
       this.#log.error("cannot write pidfile", {
         path: this.#config.pidfile,
-        error: (err as Error).message,
+        error: errorMessage(err),
       });
     }
   }
 
   remove(): void {
-    if (!this.#written) return;
-    try {
-      Deno.removeSync(this.#config.pidfile);
-    } catch {
-      // already gone
-    }
+    if (this.#written) removeQuietly(this.#config.pidfile);
   }
 }

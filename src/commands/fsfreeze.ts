@@ -1,5 +1,5 @@
 /**
- * The freeze commands (QGA.md §4) and our report command (DESIGN.md item 11).
+ * The freeze commands (docs/design.md #3–8) and our report command (docs/design.md #11).
  *
  * @module
  */

@@ -4,7 +4,7 @@
  * lock, FITHAW (ordering.ts decides what and in which order), then the `thaw` hook the cycle is
  * owed — at most once, even if an earlier ender died half-way — then the report, then the state
  * file goes. A failing thaw hook is logged and reported, never turned into a failure
- * (docs/design.md, "thaw hook failure").
+ * (docs/design.md #4).
  *
  * @module
  */

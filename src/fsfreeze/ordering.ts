@@ -1,6 +1,6 @@
 /**
  * The ordering policy, the one place that decides in which order filesystems are frozen and
- * thawed (docs/design.md, "freeze order"):
+ * thawed (docs/design.md #24):
  * - **freeze waves** from block-device stacking: mount A *holds* mount B when B's block device is
  *   stored on A — a loop device whose backing file lies on A, or a stacked device (dm, md, a
  *   partition) that resolves, level by level, to such a loop device or to A's own device — or

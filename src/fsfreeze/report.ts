@@ -1,5 +1,5 @@
 /**
- * The report of a freeze cycle (docs/design.md, "cycle report"): per hook run (path, phase, exit,
+ * The report of a freeze cycle (docs/design.md #11): per hook run (path, phase, exit,
  * duration, output tail), per mount (frozen / skipped and why / failed with errno, durations) and
  * who thawed; how its parts are assembled from the outcomes. Served by the report command, printed
  * by `fsfreeze-agent status`, and kept in the state directory (state.ts).

@@ -1,7 +1,7 @@
 /**
  * Which mounts a freeze or thaw touches: qemu-ga's selection (mountinfo.ts), then our exclusions,
  * then the freeze scope — the configured scope intersected with the agent's Deno read permission,
- * checked before any FFI `open` (docs/design.md, "freeze scope") — then the host's `mountpoints`
+ * checked before any FFI `open` (docs/design.md #8) — then the host's `mountpoints`
  * filter; and the freeze waves of what is left (ordering.ts).
  *
  * The mount table is read through a small {@link MountTable} (the real one reads

@@ -14,7 +14,8 @@
  * @module
  */
 
-import { close, flock, fstat, LOCK_EX, LOCK_NB, openLockFile } from "../linux/libc.ts";
+import { close } from "../linux/fd.ts";
+import { flock, fstat, LOCK_EX, LOCK_NB, openLockFile } from "../linux/locks.ts";
 import { fileType } from "../linux/structs.ts";
 import { checkDirectory, checkOwnFileOrAbsent, writeFileAtomic } from "../safe_files.ts";
 import type { CycleReport } from "./report.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { major, minor, readDir, readTextFileRaw, realpath, stat } from "../linux/libc.ts";
+import { major, minor, readDir, readTextFileRaw, realpath, stat } from "../linux/files.ts";
 import type { BlockTopology, DeviceId } from "./ordering.ts";
 
 /**

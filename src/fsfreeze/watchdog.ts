@@ -1,5 +1,5 @@
 /**
- * The thaw watchdog (docs/design.md, "never left frozen"): a separate process that ends a cycle at
+ * The thaw watchdog (docs/design.md #5): a separate process that ends a cycle at
  * its deadline if nobody else did, so the deadline holds when the agent is SIGKILLed, OOM-killed,
  * or (under systemd, where it is a unit of its own) when the agent's whole unit is killed.
  *

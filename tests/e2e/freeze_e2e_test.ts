@@ -1,5 +1,5 @@
 /**
- * The freeze engine end to end (issue 3; QGA.md §9 items 14–25): the real agent process, started
+ * The freeze engine end to end (docs/protocol.md, checklist items 14–25): the real agent process, started
  * with the generated permission set, over a unix socket, freezing real loop-mounted filesystems —
  * and only those: every agent here has a freeze scope of test mounts, and every test arms a
  * watchdog that thaws them whatever happens.

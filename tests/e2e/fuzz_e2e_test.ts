@@ -1,7 +1,7 @@
 /**
- * Bad input never kills the agent (issue 2): ≥ 10,000 random and mutated messages — garbage,
- * truncated, deeply nested, oversized, invalid UTF-8, stray 0xFF — fed to the real agent process;
- * after each batch it still answers `guest-ping`, and its memory stays flat.
+ * Bad input never kills the agent (docs/protocol.md, "Lexer"): ≥ 10,000 random and mutated
+ * messages — garbage, truncated, deeply nested, oversized, invalid UTF-8, stray 0xFF — fed to the
+ * real agent process; after each batch it still answers `guest-ping`, and its memory stays flat.
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * QGA.md §9 items 2–12, 30, 31 against the real agent process over a real unix socket, started
+ * docs/protocol.md checklist items 2–12, 30, 31 against the real agent process over a real unix socket, started
  * with the permission set the compiled binary carries.
  *
  * @module

@@ -1,6 +1,7 @@
 /**
- * A guest is never left frozen (issue 4): the watchdog process, SIGTERM while frozen, restart with
- * the deadline kept, and the local `status` / `thaw` commands — real agent, real loop mounts.
+ * A guest is never left frozen (docs/design.md #5–7): the watchdog process, SIGTERM while frozen,
+ * restart with the deadline kept, and the local `status` / `thaw` commands — real agent, real loop
+ * mounts.
  *
  * @module
  */

@@ -7,7 +7,7 @@ import {
 } from "../../src/fsfreeze/ordering.ts";
 import { sysfsTopology } from "../../src/fsfreeze/topology.ts";
 import { type MountEntry, readMountinfo, selectFreezable } from "../../src/fsfreeze/mountinfo.ts";
-import { major, minor } from "../../src/linux/libc.ts";
+import { major, minor } from "../../src/linux/files.ts";
 import { type Config, parseConfig } from "../../src/config/mod.ts";
 import { agentFlags } from "../../src/permissions.ts";
 import { assertNothingLeft, createLoopMounts, createNestedLoopMount } from "../_util/loopfs.ts";

@@ -1,5 +1,5 @@
 /**
- * systemd socket activation (QGA.md §2, §9 item 29): the real agent, started by
+ * systemd socket activation (docs/protocol.md, "Channels"): the real agent, started by
  * `systemd-socket-activate` (or by a shell that sets up descriptor 3), serves the socket it
  * inherits and ignores -m/-p; and, in this process, the descriptor checks, the accept machinery
  * and the address decoding, on descriptors Deno made (a vsock listener included: one can be bound
@@ -9,12 +9,11 @@
  */
 
 import assert from "node:assert/strict";
-import { readSocketAddress } from "../../src/linux/libc.ts";
+import { readSocketAddress } from "../../src/linux/sockets.ts";
 import { silentLogger } from "../../src/log.ts";
 import {
   type Activation,
   ActivationError,
-  describePeer,
   inspectListenFd,
   isAllowedPeer,
   listenFdCount,
@@ -22,6 +21,7 @@ import {
   openActivated,
 } from "../../src/transport/activated.ts";
 import type { Connection } from "../../src/transport/mod.ts";
+import { describePeer } from "../../src/transport/socket.ts";
 import { AgentProcess, delay, flagsForArgv, type QgaClient, withTimeout } from "../_util/agent.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { SyscallError } from "../../src/linux/errno.ts";
 import { silentLogger } from "../../src/log.ts";
-import { type DeviceTransport, type FdConnection, openDevice } from "../../src/transport/device.ts";
+import type { FdConnection } from "../../src/transport/_fd_io.ts";
+import { type DeviceTransport, openDevice } from "../../src/transport/device.ts";
 import type { Connection, ReadResult } from "../../src/transport/mod.ts";
 import { delay, withTimeout } from "../_util/agent.ts";
 import { ptyPair } from "../_util/pty.ts";
