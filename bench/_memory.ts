@@ -183,10 +183,10 @@ class LineClient {
     while (this.#lines < target) await this.#tick();
   }
 
-  /** A `guest-sync` with a unique id, answered once everything before it was processed. */
+  /** A `guest-ping` with a unique id, answered once everything before it was processed. */
   async probe(id: string): Promise<void> {
-    await this.write(encoder.encode(`{"execute":"guest-sync","arguments":{"id":"${id}"}}`));
-    const marker = `{"return": "${id}"}`;
+    await this.write(encoder.encode(`{"execute":"guest-ping","id":"${id}"}`));
+    const marker = `{"return": {}, "id": "${id}"}`;
     while (!this.#tail.includes(marker)) await this.#tick();
   }
 

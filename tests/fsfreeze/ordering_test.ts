@@ -4,6 +4,8 @@ import {
   type DeviceId,
   freezeWaves,
   holdersOf,
+  thawList,
+  thawOrder,
 } from "../../src/fsfreeze/ordering.ts";
 import { sysfsTopology } from "../../src/fsfreeze/topology.ts";
 import { type MountEntry, readMountinfo, selectFreezable } from "../../src/fsfreeze/mountinfo.ts";
@@ -315,4 +317,16 @@ Deno.test("readMountinfo(), statBlockDevice() and freezeWaves() work under the a
     }
   }
   await assertNothingLeft();
+});
+
+Deno.test("thawOrder() reverses the waves; thawList() adds recorded mounts no longer selected", () => {
+  const waves = [["/other", "/img"], ["/data"]];
+  assert.deepEqual(thawOrder(waves), ["/data", "/other", "/img"]);
+  assert.deepEqual(thawList(waves, ["/img", "/gone", "/data"]), [
+    "/data",
+    "/other",
+    "/img",
+    "/gone",
+  ]);
+  assert.deepEqual(thawList(undefined, ["/a", "/b"]), ["/a", "/b"], "no selection: recorded only");
 });
