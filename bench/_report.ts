@@ -8,6 +8,7 @@
 import type { AgentAccount, FreezeSample } from "./_freeze.ts";
 import type { AgentKind, ServeKind } from "./_procs.ts";
 import type { FloorSample, ServeSample } from "./_serve.ts";
+import { type BurstName, BURSTS, type MemoryOptions, type MemorySample } from "./_memory.ts";
 import { median, ratio, round } from "./_stats.ts";
 
 /** A row of the table. */
@@ -97,6 +98,56 @@ export function serveSection(runs: ServeRuns, requests: number): Section {
       `(private ${server((s) => s.idleAnonKiB / MIB)}), after ${requests} requests ` +
       `${server((s) => s.rssAfterRequestsKiB / MIB)} MiB (private ` +
       `${server((s) => s.anonAfterRequestsKiB / MIB)}), ping p50 ${server((s) => s.pingP50Us)} µs`,
+    ],
+  };
+}
+
+/** The memory-after-bursts part: per agent, one sample per run. */
+export type MemoryRuns = Record<AgentKind, MemorySample[]>;
+
+function burstName(burst: BurstName, options: MemoryOptions): string {
+  const count = (n: number): string => n.toLocaleString("en");
+  switch (burst) {
+    case "pings":
+      return `${count(options.pings)} sequential guest-pings`;
+    case "fuzz":
+      return `${count(options.fuzzFrames)} fuzz frames`;
+    case "big":
+      return `one ${options.bigMiB} MiB request`;
+    case "requests":
+      return `${count(options.requests)} pipelined guest-pings`;
+  }
+}
+
+/** RSS at idle, and settled after each burst, as a multiple of idle. */
+export function memorySection(runs: MemoryRuns, options: MemoryOptions): Section {
+  const settleMs = options.settleMs;
+  const of = (kind: AgentKind, pick: (s: MemorySample) => number): number =>
+    median(runs[kind].map(pick));
+  const row = (metric: string, pick: (s: MemorySample) => number): Row => {
+    const ours = of("ours", pick);
+    const qemuGa = of("qemu-ga", pick);
+    return { metric, ours, qemuGa, ratio: ratio(ours, qemuGa) };
+  };
+  const rows: Row[] = [row("idle RSS (MiB)", (s) => s.idleKiB / MIB)];
+  for (const burst of BURSTS) {
+    rows.push(
+      row(`after ${BURST_NAMES[burst]}: RSS at its end (MiB)`, (s) => s.bursts[burst].endKiB / MIB),
+    );
+    const back = row(
+      `  ${settleMs / 1000} s later, × idle`,
+      (s) => s.bursts[burst].settledKiB / s.idleKiB,
+    );
+    back.target = "≤ 1.10";
+    back.met = back.ours <= 1.10;
+    rows.push(back);
+  }
+  return {
+    title: "Memory after bursts (one connection, bursts one after another)",
+    rows,
+    notes: [
+      "qemu-ga keeps what a burst made it allocate (glibc arenas); ours hands it back once the " +
+      "channel is quiet (src/memory.ts)",
     ],
   };
 }

@@ -19,6 +19,8 @@ import { type AgentKind, QEMU_GA, type ServeKind, writeFloorScripts } from "./_p
 import {
   type FreezeRuns,
   freezeSection,
+  type MemoryRuns,
+  memorySection,
   renderTable,
   type Section,
   sectionsJson,
@@ -26,6 +28,7 @@ import {
   serveSection,
 } from "./_report.ts";
 import { type FloorSample, measureFloor, measureServeRun, type ServeOptions } from "./_serve.ts";
+import { measureMemoryRun, type MemoryOptions } from "./_memory.ts";
 
 const USAGE = `usage: deno task bench [options]
   --runs N            runs of start-up, memory and ping per agent (default 5)
@@ -36,7 +39,7 @@ const USAGE = `usage: deno task bench [options]
   --steady-cycles N   freeze+thaw cycles after the first (default 5)
   --pings N           timed guest-pings per agent and run (default 10000)
   --requests N        requests before the second RSS reading (default 100000)
-  --only LIST         serve,freeze (default both)
+  --only LIST         serve,memory,freeze (default all)
   --quick             fewer runs and requests (a smoke run)
   --out FILE          JSON output (default bench/results/<time>.json)`;
 
@@ -50,6 +53,7 @@ interface Options {
   hooks: ("none" | "trivial")[];
   only: Set<string>;
   serve: ServeOptions;
+  memory: MemoryOptions;
   freeze: FreezeBenchOptions;
   out: string | undefined;
 }
@@ -94,7 +98,14 @@ function parseOptions(argv: string[]): Options {
     freezeRuns: Math.max(1, int(values["freeze-runs"], quick ? 1 : 3)),
     counts: (values.counts ?? "1,8,32").split(",").map((c) => int(c, 1)),
     hooks: hooks as ("none" | "trivial")[],
-    only: new Set((values.only ?? "serve,freeze").split(",")),
+    only: new Set((values.only ?? "serve,memory,freeze").split(",")),
+    memory: {
+      pings: quick ? 2000 : 10_000,
+      fuzzFrames: quick ? 5000 : 30_000,
+      bigMiB: 60,
+      requests: quick ? 20_000 : 100_000,
+      settleMs: 5000,
+    },
     serve: {
       pings,
       pingBlocks: 10,
@@ -168,6 +179,21 @@ async function serveRuns(options: Options, work: string): Promise<ServeRuns> {
     );
   }
   return { agents, floor };
+}
+
+/** Memory after bursts: one run per agent (the readings barely vary), qemu-ga first. */
+async function memoryRuns(options: Options, work: string): Promise<MemoryRuns> {
+  const runs: MemoryRuns = { ours: [], "qemu-ga": [] };
+  for (const kind of ["qemu-ga", "ours"] as const) {
+    const sample = await measureMemoryRun(kind, `${work}/memory-${kind}`, options.memory);
+    runs[kind].push(sample);
+    progress(
+      `memory ${kind}: idle ${(sample.idleKiB / 1024).toFixed(1)} MiB, settled after each burst ` +
+        Object.values(sample.bursts).map((b) => (b.settledKiB / 1024).toFixed(1)).join("/") +
+        " MiB",
+    );
+  }
+  return runs;
 }
 
 /** Every freeze scenario: fresh mounts per run and agent, agents alternating. */
@@ -266,11 +292,16 @@ async function main(): Promise<void> {
   const tmpfs = await mountTmpfs(work);
   const sections: Section[] = [];
   let serve: ServeRuns | undefined;
+  let memory: MemoryRuns | undefined;
   let freeze: FreezeRuns[] | undefined;
   try {
     if (options.only.has("serve")) {
       serve = await serveRuns(options, work);
       sections.push(serveSection(serve, options.serve.requests));
+    }
+    if (options.only.has("memory")) {
+      memory = await memoryRuns(options, work);
+      sections.push(memorySection(memory, options.memory));
     }
     if (options.only.has("freeze")) {
       const disk = { mbPerSecond: await diskMBps(), dirtyMiB: options.freeze.dirtyMiB };
@@ -301,7 +332,7 @@ async function main(): Promise<void> {
     machine: host,
     options: { ...options, only: [...options.only] },
     summary: sectionsJson(sections),
-    samples: { serve, freeze },
+    samples: { serve, memory, freeze },
   };
   await Deno.writeTextFile(out, JSON.stringify(json, null, 2) + "\n");
   print(`JSON: ${out}`);

@@ -13,6 +13,7 @@ import { JsonMessageParser } from "./protocol/json.ts";
 import type { Registry } from "./protocol/registry.ts";
 import { type Connection, openTransport, type Transport } from "./transport/mod.ts";
 import { sleep } from "./sleep.ts";
+import { MemoryReclaimer } from "./memory.ts";
 
 /** qemu-ga's `QGA_RETRY_INTERVAL`: seconds between channel re-opens with `--retry-path`. */
 export const RETRY_INTERVAL_MS = 5000;
@@ -69,6 +70,8 @@ async function serveTransport<Ctx extends DispatchContext>(
   // Stopping closes the client too: a host may keep its connection open forever. A command in
   // progress (a freeze running its hook) still finishes before serveConnection returns.
   let active: Connection | undefined;
+  // Bursts are counted across connections: some hosts connect once per command.
+  using memory = new MemoryReclaimer();
   const stop = (): void => {
     transport.close();
     active?.close();
@@ -81,7 +84,7 @@ async function serveTransport<Ctx extends DispatchContext>(
       active = connection;
       deps.log.debug("client connected", { peer: connection.peer });
       try {
-        await serveConnection(connection, deps);
+        await serveConnection(connection, deps, memory);
       } finally {
         active = undefined;
         connection.close();
@@ -97,10 +100,10 @@ async function serveTransport<Ctx extends DispatchContext>(
 export async function serveConnection<Ctx extends DispatchContext>(
   connection: Connection,
   deps: Pick<AgentDeps<Ctx>, "log" | "registry" | "ctx">,
+  memory: MemoryReclaimer = new MemoryReclaimer(),
 ): Promise<void> {
   // A fresh parser per connection: a partial message left by a previous client is not ours.
   const parser = new JsonMessageParser();
-  const memory = new MemoryReclaimer();
   while (true) {
     const result = await connection.read();
     if (result.type === "closed") return;
@@ -124,39 +127,6 @@ export async function serveConnection<Ctx extends DispatchContext>(
       if (reply.line === undefined) continue;
       if (!await send(connection, replyBytes(reply.line, reply.delimited), deps.log)) return;
     }
-  }
-}
-
-/**
- * After a burst of large input (a host may send up to qemu's 64 MiB messages, or millions of
- * tokens), a full garbage collection hands the memory back instead of leaving the heap at its
- * high-water mark. `gc` exists when the agent runs with `--v8-flags=--expose-gc` (its flags do).
- *
- * Only input that arrived while no message completed counts (a large message, or junk, in
- * progress): ordinary traffic of small requests never triggers it (docs/design.md #21; why not
- * every byte: bench/README.md).
- */
-class MemoryReclaimer {
-  static readonly THRESHOLD_BYTES = 1 << 20;
-  /** Bytes received since the last read that completed a message (or error). */
-  #pending = 0;
-  #scheduled = false;
-
-  /** One read of `count` bytes completed `messages` messages (errors included). */
-  received(count: number, messages: number): void {
-    this.#pending += count;
-    if (messages === 0) return;
-    const large = this.#pending >= MemoryReclaimer.THRESHOLD_BYTES;
-    this.#pending = 0;
-    if (!large || this.#scheduled) return;
-    const gc = (globalThis as { gc?: () => void }).gc;
-    if (!gc) return;
-    this.#scheduled = true;
-    // Once the burst is processed: the next macrotask runs after the pending reads and replies.
-    setTimeout(() => {
-      this.#scheduled = false;
-      gc();
-    }, 0);
   }
 }
 

@@ -132,7 +132,6 @@ export function permissionDescriptors(set: PermissionSet): Deno.PermissionDescri
   ];
 }
 
-
 /**
  * The thaw watchdog's socket in the state dir (read and write come with the state dir): the agent
  * connects to it, the watchdog (the same program, the same permissions) listens on it. Only a
@@ -146,12 +145,16 @@ function watchdogSocket(config: Config): string[] {
 
 /**
  * V8 flags the agent runs with (not permissions, but part of the same one definition of how the
- * agent runs): `--expose-gc` lets it hand memory back after a burst of large input
- * (src/agent.ts); `--no-lazy` compiles functions when their module loads, so the code cache covers
- * them and the first requests do not pay for compilation (measured with bench/: start-up and the
- * first freeze are faster).
+ * agent runs), each for the agent's long life (bench/README.md has the figures):
+ * - `--expose-gc`: the agent hands memory back after a burst (src/memory.ts);
+ * - `--no-lazy`: functions compile when their module loads, so the code cache covers them and the
+ *   first requests do not pay for compilation;
+ * - `--max-semi-space-size=1` (MiB): the young generation never grows past what a request needs;
+ * - `--max-opt=2`: Maglev is the highest tier; TurboFan's code would stay resident for good after
+ *   the first burst of requests, for no measurable gain on an agent's short handlers.
  */
-export const AGENT_V8_FLAGS = "--v8-flags=--expose-gc,--no-lazy";
+export const AGENT_V8_FLAGS =
+  "--v8-flags=--expose-gc,--no-lazy,--max-semi-space-size=1,--max-opt=2";
 
 /** Renders a permission set as Deno CLI flags (`--no-prompt` first; never `-A`). */
 export function permissionFlags(set: PermissionSet): string[] {

@@ -113,7 +113,7 @@ Deno.test("compile --print-flags derives every permission list from a site confi
       parseFlags(run.stdout),
       new Map<string, string[] | "">([
         ["--no-prompt", ""],
-        ["--v8-flags", ["--expose-gc", "--no-lazy"]],
+        ["--v8-flags", AGENT_V8_FLAGS.slice("--v8-flags=".length).split(",")],
         ["--allow-read", [
           "/etc/qemu/qemu-ga.conf",
           "/proc/self/mountinfo",
