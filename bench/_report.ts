@@ -132,7 +132,10 @@ export function memorySection(runs: MemoryRuns, options: MemoryOptions): Section
   const rows: Row[] = [row("idle RSS (MiB)", (s) => s.idleKiB / MIB)];
   for (const burst of BURSTS) {
     rows.push(
-      row(`after ${BURST_NAMES[burst]}: RSS at its end (MiB)`, (s) => s.bursts[burst].endKiB / MIB),
+      row(
+        `after ${burstName(burst, options)}: RSS at its end (MiB)`,
+        (s) => s.bursts[burst].endKiB / MIB,
+      ),
     );
     const back = row(
       `  ${settleMs / 1000} s later, × idle`,
