@@ -5,7 +5,8 @@
 #                        [--config FILE] [--no-reload]
 #
 # Installs: the binary ($PREFIX/sbin/fsfreeze-agent; for the launcher form built by
-# `deno task compile --launcher` also its payload, $PREFIX/lib/fsfreeze-agent), both systemd units
+# `deno task compile --launcher` also its payload, $PREFIX/lib/fsfreeze-agent), the agent's
+# systemd units and its thaw watchdog's (service and socket, the socket enabled)
 # ($PREFIX/lib/systemd/system), for the serial channel the udev rule that starts the agent when
 # the port appears ($PREFIX/lib/udev/rules.d) or for vsock the multi-user.target.wants link,
 # /etc/qemu/fsfreeze-hook (the dispatcher) with the samples as disabled
@@ -178,6 +179,13 @@ fi
 install_file 0755 "$BINARY" "$DESTDIR$INSTALL_PATH"
 install_unit fsfreeze-agent.service
 install_unit fsfreeze-agent-vsock.service
+install_unit fsfreeze-agent-watchdog.service
+install_unit fsfreeze-agent-watchdog.socket
+# The thaw watchdog's socket is enabled for either channel: the agent's units want it anyway.
+SOCKET_LINK=$DESTDIR/etc/systemd/system/sockets.target.wants/fsfreeze-agent-watchdog.socket
+mkdir -p "$(dirname "$SOCKET_LINK")"
+ln -sfn "$UNITDIR/fsfreeze-agent-watchdog.socket" "$SOCKET_LINK"
+say "  $SOCKET_LINK"
 
 WANTS_LINK=$DESTDIR/etc/systemd/system/multi-user.target.wants/fsfreeze-agent-vsock.service
 UDEV_RULE=$DESTDIR$UDEVDIR/99-fsfreeze-agent.rules

@@ -128,7 +128,10 @@ export class AgentLogger implements Logger {
     if (LEVEL_RANK[level] < this.#rank) return;
     const text = msg + formatFields(fields);
     const prefix = this.#journald ? `<${JOURNALD_PRIORITY[level]}>` : `${level}: `;
-    this.#writeStderr(`${prefix}${text}\n`);
+    // While frozen, journald itself may be blocked writing to a frozen journal and would stamp
+    // the line with the time it woke up: say when it happened.
+    const at = this.#held === undefined ? "" : ` at=${new Date().toISOString()}`;
+    this.#writeStderr(`${prefix}${text}${at}\n`);
     if (this.#filePath === undefined) return;
     const line = this.#fileLine(level, text);
     if (this.#held) {

@@ -41,3 +41,16 @@ Deno.test("AgentLogger holds log file lines while frozen and writes them after t
   assert.match(lines[2]!, /: info: after$/);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("AgentLogger stamps stderr lines with their time while frozen (journald may lag)", () => {
+  const { lines, sink } = collector();
+  const log = createLogger({ level: "info", journald: true, stderr: sink });
+  log.info("before");
+  log.holdFileWrites();
+  log.info("while frozen", { mount: "/" });
+  log.releaseFileWrites();
+  log.info("after");
+  assert.equal(lines[0], "<6>before\n");
+  assert.match(lines[1]!, /^<6>while frozen mount=\/ at=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\n$/);
+  assert.equal(lines[2], "<6>after\n");
+});

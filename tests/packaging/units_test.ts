@@ -10,10 +10,15 @@
 import assert from "node:assert/strict";
 import { DEFAULT_INSTALL_PATH, planBuild, UNIT_ARGS } from "../../tools/compile.ts";
 import { parseCompileArgs } from "../../tools/compile.ts";
+import { statePaths } from "../../src/fsfreeze/mod.ts";
 
 const PACKAGING = new URL("../../packaging/", import.meta.url).pathname;
 const UNITS = { serial: "fsfreeze-agent.service", vsock: "fsfreeze-agent-vsock.service" } as const;
 const QEMU_GA_UNIT = "/lib/systemd/system/qemu-guest-agent.service";
+const WATCHDOG = {
+  service: "fsfreeze-agent-watchdog.service",
+  socket: "fsfreeze-agent-watchdog.socket",
+} as const;
 
 async function run(command: string, args: string[]): Promise<{ code: number; out: string }> {
   const output = await new Deno.Command(command, { args, stdin: "null" }).output();
@@ -44,7 +49,7 @@ async function unitsWithStubBinary(dir: string): Promise<string[]> {
   const stub = `${dir}/fsfreeze-agent`;
   await Deno.writeTextFile(stub, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
   const paths: string[] = [];
-  for (const name of Object.values(UNITS)) {
+  for (const name of [...Object.values(UNITS), ...Object.values(WATCHDOG)]) {
     const text = await Deno.readTextFile(`${PACKAGING}${name}`);
     await Deno.writeTextFile(`${dir}/${name}`, text.replaceAll(DEFAULT_INSTALL_PATH, stub));
     paths.push(`${dir}/${name}`);
@@ -60,7 +65,7 @@ async function exposure(unitPath: string): Promise<{ score: number; report: stri
   return { score: Number(match[1]), report: result.out };
 }
 
-Deno.test("systemd-analyze verify accepts both units", async () => {
+Deno.test("systemd-analyze verify accepts the agent's units and the watchdog's", async () => {
   const dir = await Deno.makeTempDir({ prefix: "agent_test_units_" });
   try {
     const paths = await unitsWithStubBinary(dir);
@@ -181,4 +186,46 @@ Deno.test("the example config parses and needs no permission beyond the defaults
   assert.deepEqual(withExample.flags, defaults.flags);
   assert.equal(withExample.config.fsfreezeHookTimeout, 60);
   assert.equal(withExample.config.fsfreezeTimeout, 600);
+});
+
+Deno.test("the watchdog's unit starts while / is frozen: no directive sets up a mount namespace", async () => {
+  const text = await Deno.readTextFile(`${PACKAGING}${WATCHDOG.service}`);
+  const keys = new Set(unitSettings(text).map(([key]) => key));
+  for (
+    const key of [
+      "ProtectSystem",
+      "ProtectHome",
+      "ProtectKernelTunables",
+      "ProtectKernelModules",
+      "ProtectKernelLogs",
+      "ProtectControlGroups",
+      "ProtectProc",
+      "PrivateTmp",
+      "PrivateDevices",
+      "PrivateMounts",
+      "ReadOnlyPaths",
+      "ReadWritePaths",
+      "InaccessiblePaths",
+      "TemporaryFileSystem",
+      "BindPaths",
+      "RootDirectory",
+    ]
+  ) {
+    assert.ok(!keys.has(key), `${WATCHDOG.service} sets ${key}=`);
+  }
+  assert.deepEqual(setting(text, "ExecStart"), [`${DEFAULT_INSTALL_PATH} watchdog -F`]);
+  assert.deepEqual(setting(text, "Restart"), ["always"]);
+  assert.deepEqual(setting(text, "Requires"), [WATCHDOG.socket]);
+});
+
+Deno.test("the agent's units want the watchdog socket, which is the one in the default state dir", async () => {
+  for (const name of Object.values(UNITS)) {
+    const text = await Deno.readTextFile(`${PACKAGING}${name}`);
+    assert.deepEqual(setting(text, "Wants"), [WATCHDOG.socket], name);
+    assert.ok(!setting(text, "ProtectKernelTunables").length, `${name}: would hang a frozen start`);
+  }
+  const socket = await Deno.readTextFile(`${PACKAGING}${WATCHDOG.socket}`);
+  const statedir = planBuild(parseCompileArgs([]), undefined).config.statedir;
+  assert.deepEqual(setting(socket, "ListenStream"), [statePaths(statedir).watchdogSocket]);
+  assert.deepEqual(setting(socket, "SocketMode"), ["0600"]);
 });
