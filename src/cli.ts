@@ -8,7 +8,14 @@
  */
 
 import type { Config, ExtraFlags } from "./config/mod.ts";
-import { checkStatedir, localThaw, serveWatchdog, statePaths, statusText } from "./fsfreeze/mod.ts";
+import {
+  adoptLegacyClaim,
+  checkStatedir,
+  localThaw,
+  serveWatchdog,
+  statePaths,
+  statusText,
+} from "./fsfreeze/mod.ts";
 import type { Logger } from "./log.ts";
 import { type ListenEnv, openTransport, socketActivation } from "./transport/mod.ts";
 import { listenUnix } from "./transport/socket.ts";
@@ -42,6 +49,7 @@ export async function runLocalCommand(
   io: LocalIo,
 ): Promise<number> {
   checkStatedir(config.statedir);
+  adoptLegacyClaim(config.statedir);
   switch (command) {
     case "status":
       io.print(statusText(config, extra.json));

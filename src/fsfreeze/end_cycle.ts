@@ -64,6 +64,38 @@ export async function endCycle(
   }
 }
 
+/**
+ * {@link endCycle} for the agent: returns once the cycle has ended — thawed, its thaw hook run,
+ * its state file removed — so the host's reply goes out at once; `recorded` settles when its
+ * report is saved, which the agent's next operation waits for.
+ * @throws {CycleBusyError} when the lock stayed taken
+ */
+export async function endCycleThenRecord(
+  engine: Engine,
+  by: ThawedBy,
+  options: EndOptions & { waitMs: number; signal?: AbortSignal },
+): Promise<{ end: CycleEnd; recorded: Promise<void> } | undefined> {
+  const lock = await acquireLock(engine, options.waitMs, options.signal);
+  if (lock === undefined) {
+    throw new CycleBusyError("the freeze cycle is being ended by another process");
+  }
+  let end: CycleEnd;
+  try {
+    const state = engine.store.read();
+    if (state === undefined) return undefined;
+    if (options.cycle !== undefined && state.cycle !== options.cycle) return undefined;
+    end = await runThawHook(engine, thawLockedCycle(engine, state, by, options));
+    engine.store.remove();
+  } finally {
+    lock.release();
+  }
+  const recorded = (async () => {
+    await engine.clock.sleep(0); // after the reply
+    saveReportQuietly(engine, end.report);
+  })();
+  return { end, recorded };
+}
+
 /** A cycle thawed but not yet finished: its thaw hook, report and state removal are due. */
 export interface ThawedCycle {
   state: FrozenState;
@@ -93,6 +125,13 @@ export function thawLockedCycle(
  * never runs it again), the report, and the state file removed.
  */
 export async function finishCycle(engine: Engine, thawed: ThawedCycle): Promise<CycleEnd> {
+  const end = await runThawHook(engine, thawed);
+  recordEnd(engine, end.report);
+  return end;
+}
+
+/** The thaw hook the cycle is owed, and the report of the whole cycle. */
+async function runThawHook(engine: Engine, thawed: ThawedCycle): Promise<CycleEnd> {
   const { state, by, outcomes } = thawed;
   const hook = await thawHookOnce(engine, state);
   const base = baseReport(engine, state, thawed.report);
@@ -105,9 +144,13 @@ export async function finishCycle(engine: Engine, thawed: ThawedCycle): Promise<
     hook: hook?.report,
     hookFailure: hook?.failure,
   });
+  return { count: report.thaw?.count ?? 0, outcomes, hook, report };
+}
+
+/** The cycle is over: its report kept, its state file gone. */
+function recordEnd(engine: Engine, report: CycleReport): void {
   saveReportQuietly(engine, report);
   engine.store.remove();
-  return { count: report.thaw?.count ?? 0, outcomes, hook, report };
 }
 
 async function thawHookOnce(engine: Engine, state: FrozenState): Promise<PhaseResult | undefined> {

@@ -35,6 +35,8 @@ export interface FreezeContext {
   reported(report: CycleReport): void;
   /** Work that must finish before the agent's next freeze or thaw (a rollback's thaw hook). */
   defer(work: Promise<unknown>): void;
+  /** Whether `report`'s cycle is still the agent's current, frozen one. */
+  stillInForce(report: CycleReport): boolean;
 }
 
 /** How long a freeze waits for the end of the previous cycle (a thaw hook still running). */
@@ -194,7 +196,7 @@ async function runCycle(
     count: frozen.length,
     windowMs: (report.freezeWindowUs ?? 0) / 1000,
   });
-  ctx.defer(saveAfterReply(engine, report, frozen.map((o) => o.mountPoint)));
+  saveWhileInForce(ctx, report, frozen.map((o) => o.mountPoint));
   return frozen.length;
 }
 
@@ -252,23 +254,25 @@ class HandedOver extends Error {
   override name = "HandedOver";
 }
 
+/** How long after a freeze its report is saved, unless the cycle has ended by then. */
+const FROZEN_REPORT_DELAY_MS = 200;
+
 /**
- * Saves the report of a frozen cycle once the reply is on its way (off the freeze's path), unless
- * the state dir is on a frozen filesystem.
+ * Saves the report of a frozen cycle off the freeze's path, a moment after the reply (a quick
+ * thaw saves the whole cycle's report anyway), unless the cycle has ended meanwhile or the state
+ * dir is on a frozen filesystem.
  */
-async function saveAfterReply(
-  engine: Engine,
-  report: CycleReport,
-  frozen: string[],
-): Promise<void> {
-  const snapshot = structuredClone(report);
-  await engine.clock.sleep(0);
-  if (engine.store.onFilesystemOf(frozen)) return;
-  try {
-    engine.store.saveReport(snapshot);
-  } catch (err) {
-    engine.log.warn("cannot save the cycle report", { error: (err as Error).message });
-  }
+function saveWhileInForce(ctx: FreezeContext, report: CycleReport, frozen: string[]): void {
+  const { engine } = ctx;
+  const timer = setTimeout(() => {
+    if (!ctx.stillInForce(report) || engine.store.onFilesystemOf(frozen)) return;
+    try {
+      engine.store.saveReport(report);
+    } catch (err) {
+      engine.log.warn("cannot save the cycle report", { error: (err as Error).message });
+    }
+  }, FROZEN_REPORT_DELAY_MS);
+  Deno.unrefTimer(timer);
 }
 
 function logOutcome(engine: Engine, outcome: FreezeOutcome): void {

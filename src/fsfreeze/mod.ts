@@ -25,6 +25,11 @@ export type { FreezeService } from "./service.ts";
 export type { CycleReport, ThawedBy } from "./report.ts";
 export { checkStatedir, statePaths, WATCHDOG_SOCKET } from "./state.ts";
 
+/** Local commands' start: a cycle an earlier version left under its claim name is recorded again. */
+export function adoptLegacyClaim(statedir: string): void {
+  new FileStateStore(statedir).adoptLegacyClaim();
+}
+
 /** What the agent passes in. */
 export interface AgentFreezeOptions {
   /** The log whose file output frozen mode holds. */
@@ -86,6 +91,7 @@ export class LazyFreezeService implements FreezeService {
 
   /** Start-up: a recorded cycle means recovery, which needs the engine. */
   async recover(): Promise<void> {
+    this.#store.adoptLegacyClaim();
     if (!this.#store.exists()) return;
     await (await this.load()).recover();
   }

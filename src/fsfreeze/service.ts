@@ -9,7 +9,7 @@
  */
 
 import { genericError } from "../errors.ts";
-import { CycleBusyError, endCycle } from "./end_cycle.ts";
+import { CycleBusyError, endCycleThenRecord } from "./end_cycle.ts";
 import { type Engine, lockWaitMs } from "./engine.ts";
 import { type Arming, freezeCycle } from "./freeze_cycle.ts";
 import { FrozenMode, type HoldingLog } from "./frozen_mode.ts";
@@ -84,6 +84,8 @@ export class FreezeEngineService implements FreezeService {
           leaveFrozen: () => this.#frozenMode.leave(),
           reported: (report) => this.#report = report,
           defer: (work) => this.#defer(work),
+          stillInForce: (report) =>
+            this.#report === report && report.state === "frozen" && this.#frozenMode.active,
         },
         command,
         mountpoints,
@@ -134,6 +136,7 @@ export class FreezeEngineService implements FreezeService {
       await this.thaw("signal");
     }
     this.#frozenMode.leave();
+    await this.settled();
   }
 
   /** Resolves once the operation in progress and its deferred work are done. */
@@ -145,7 +148,7 @@ export class FreezeEngineService implements FreezeService {
     const engine = this.#engine;
     let ended;
     try {
-      ended = await endCycle(engine, by, {
+      ended = await endCycleThenRecord(engine, by, {
         report: this.#report,
         waitMs: lockWaitMs(engine.config),
       });
@@ -154,9 +157,11 @@ export class FreezeEngineService implements FreezeService {
       throw err;
     }
     if (ended !== undefined) {
-      this.#report = ended.report;
+      // The report is saved after the reply; the next operation waits for it.
+      this.#defer(ended.recorded);
+      this.#report = ended.end.report;
       this.#frozenMode.leave();
-      return ended.count;
+      return ended.end.count;
     }
     if (this.#frozenMode.active) this.#adoptOutsideThaw();
     // Nothing of ours is frozen: FITHAW anyway (qemu-ga counts what it thawed), no hook.

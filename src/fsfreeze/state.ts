@@ -118,21 +118,29 @@ export class FileStateStore implements StateStore {
   }
 
   read(): FrozenState | undefined {
-    return readState(this.paths.state) ?? readState(this.paths.legacyClaim);
+    return readState(this.paths.state);
   }
 
   exists(): boolean {
-    return lexists(this.paths.state) || lexists(this.paths.legacyClaim);
+    return lexists(this.paths.state);
   }
 
   write(state: FrozenState): void {
     writeFileAtomic(this.paths.state, JSON.stringify(state) + "\n");
-    removeIfExists(this.paths.legacyClaim);
   }
 
   remove(): void {
     removeIfExists(this.paths.state);
-    removeIfExists(this.paths.legacyClaim);
+  }
+
+  /**
+   * Start-up: a cycle an earlier version was thawing when it died is still owed its thaw; it
+   * becomes the recorded cycle again (the state file wins if both exist).
+   */
+  adoptLegacyClaim(): void {
+    if (!lexists(this.paths.legacyClaim)) return;
+    if (lexists(this.paths.state)) removeIfExists(this.paths.legacyClaim);
+    else Deno.renameSync(this.paths.legacyClaim, this.paths.state);
   }
 
   tryLock(): CycleLock | undefined {

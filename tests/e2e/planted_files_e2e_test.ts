@@ -72,6 +72,8 @@ for (const [kind, plant] of Object.entries(PLANTS)) {
     assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
     assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 1);
     assert.deepEqual(await hook.calls(), ["freeze", "thaw"]);
+    // The report is saved right after the thaw's reply; stopping the agent waits for it.
+    assert.equal((await agent.stop("SIGTERM")).code, 0);
     assert.equal(await Deno.readTextFile(victim.path), victim.text);
     const report = JSON.parse(
       await Deno.readTextFile(`${agent.statedir}/fsfreeze-agent.report.json`),

@@ -57,6 +57,7 @@ Deno.test("a cycle: state recorded and watchdog armed before FIFREEZE, hooks aro
   assert.equal(guest.store.state, undefined);
   assert.equal(service.status(), "thawed");
   assert.equal(service.report?.thaw?.by, "host");
+  await service.settled(); // the report is saved after the reply
   assert.equal(guest.store.savedReport?.thaw?.count, 2);
 });
 

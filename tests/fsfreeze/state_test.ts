@@ -82,13 +82,15 @@ Deno.test("FileStateStore.tryLock() refuses a lock file that is a symlink or ano
   assert.throws(() => fixture.store.tryLock(), /owned by uid 65534/);
 });
 
-Deno.test("a cycle left under the earlier claim name still reads as frozen", async () => {
+Deno.test("a cycle left under the earlier claim name is recorded again at start-up", async () => {
   await using fixture = await storeDir();
   await Deno.writeTextFile(fixture.store.paths.legacyClaim, JSON.stringify(STATE));
+  fixture.store.adoptLegacyClaim();
   assert.equal(fixture.store.exists(), true);
   assert.equal(fixture.store.read()?.cycle, "c1");
-  fixture.store.remove();
-  assert.equal(fixture.store.exists(), false);
+  await assert.rejects(Deno.lstat(fixture.store.paths.legacyClaim), Deno.errors.NotFound);
+  fixture.store.adoptLegacyClaim(); // nothing left to adopt
+  assert.equal(fixture.store.read()?.cycle, "c1");
 });
 
 Deno.test("readState() treats an empty (qemu-ga style) state file as frozen with no details", async () => {
