@@ -4,7 +4,8 @@
 #   packaging/install.sh [--prefix DIR] [--destdir DIR] [--binary FILE] [--channel serial|vsock]
 #                        [--config FILE] [--no-reload]
 #
-# Installs: the binary ($PREFIX/sbin/fsfreeze-agent), both systemd units
+# Installs: the binary ($PREFIX/sbin/fsfreeze-agent; for the launcher form built by
+# `deno task compile --launcher` also its payload, $PREFIX/lib/fsfreeze-agent), both systemd units
 # ($PREFIX/lib/systemd/system), for the serial channel the udev rule that starts the agent when
 # the port appears ($PREFIX/lib/udev/rules.d) or for vsock the multi-user.target.wants link,
 # /etc/qemu/fsfreeze-hook (the dispatcher) with the samples as disabled
@@ -85,6 +86,8 @@ record_field() {
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
 BUILT_PATH=$(record_field installPath)
+BUILT_FORM=$(record_field form)
+BUILT_PAYLOAD=$(record_field payloadDir)
 BUILT_CHANNEL=$(record_field channel)
 BUILT_CONFIG_SHA=$(record_field configSha256)
 
@@ -93,6 +96,14 @@ if [ ! -f "$RECORD" ]; then
 elif [ "$BUILT_PATH" != "$INSTALL_PATH" ]; then
 	die "$BINARY was built to run as $BUILT_PATH, not $INSTALL_PATH (it starts its watchdog from its own path):
   rebuild with 'deno task compile --install-path $INSTALL_PATH', or install with --prefix ${BUILT_PATH%/sbin/"$PROGRAM"}"
+fi
+
+# The launcher form (deno task compile --launcher) runs its payload from <prefix>/lib.
+PAYLOAD_DIR=$PREFIX/lib/$PROGRAM
+if [ "$BUILT_FORM" = launcher ]; then
+	[ -d "$BINARY.payload" ] || die "$BINARY is a launcher, but its payload $BINARY.payload is missing"
+	[ "$BUILT_PAYLOAD" = "$PAYLOAD_DIR" ] ||
+		die "$BINARY runs its payload from $BUILT_PAYLOAD, not $PAYLOAD_DIR"
 fi
 
 if [ -z "$CHANNEL" ]; then
@@ -146,7 +157,24 @@ install_unit() {
 	rm -f "$tmp"
 }
 
+# install_tree SOURCE TARGET: a directory replaced whole (a running agent keeps its old files).
+install_tree() {
+	rm -rf "$2.new.$$"
+	mkdir -p "$(dirname "$2")"
+	cp -R "$1" "$2.new.$$"
+	chmod -R u=rwX,go=rX "$2.new.$$"
+	if [ -e "$2" ]; then mv "$2" "$2.old.$$"; fi
+	mv "$2.new.$$" "$2"
+	rm -rf "$2.old.$$"
+	say "  $2/"
+}
+
 say "installing $PROGRAM ($CHANNEL channel) into ${DESTDIR:-/}:"
+if [ "$BUILT_FORM" = launcher ]; then
+	install_tree "$BINARY.payload" "$DESTDIR$PAYLOAD_DIR"
+elif [ -d "$DESTDIR$PAYLOAD_DIR" ]; then
+	rm -rf "$DESTDIR$PAYLOAD_DIR" # a launcher installed before this binary
+fi
 install_file 0755 "$BINARY" "$DESTDIR$INSTALL_PATH"
 install_unit fsfreeze-agent.service
 install_unit fsfreeze-agent-vsock.service

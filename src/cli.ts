@@ -13,7 +13,7 @@ import { thawClaimed } from "./fsfreeze/cycle.ts";
 import { thawMounts } from "./fsfreeze/freezer.ts";
 import { loadReport, renderReport } from "./fsfreeze/report.ts";
 import { selectMounts, thawOrder } from "./fsfreeze/select.ts";
-import { claimState, readState, statePaths } from "./fsfreeze/state.ts";
+import { checkStatedir, claimState, readState, statePaths } from "./fsfreeze/state.ts";
 import { runWatchdog } from "./fsfreeze/watchdog.ts";
 
 const LOCAL_COMMANDS = ["status", "thaw", "watchdog"] as const;
@@ -36,6 +36,7 @@ export async function runLocalCommand(
   positionals: readonly string[],
   io: { log: Logger; print: Print; signal: AbortSignal },
 ): Promise<number> {
+  checkStatedir(config.statedir);
   switch (command) {
     case "status":
       return printStatus(config, extra, io.print);

@@ -11,6 +11,8 @@
  * @module
  */
 
+import { openOwnFile } from "./safe_files.ts";
+
 /** Log levels, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
@@ -76,7 +78,7 @@ export class AgentLogger implements Logger {
   /** Opens the log file (deferred while starting frozen, as qemu-ga does). */
   openFile(): void {
     if (this.#filePath === undefined || this.#file) return;
-    this.#file = Deno.openSync(this.#filePath, { append: true, create: true, mode: 0o640 });
+    this.#file = openOwnFile(this.#filePath, { append: true, mode: 0o640, what: "log file" });
   }
 
   /** Whether file output is being held in memory. */

@@ -14,6 +14,14 @@ import type { AgentLogger } from "./log.ts";
 import { missingPermissions } from "./permission_check.ts";
 import type { SelfCommand } from "./self_exec.ts";
 import { type ListenEnv, openTransport, socketActivation } from "./transport/mod.ts";
+import { checkStatedir } from "./fsfreeze/state.ts";
+import {
+  checkDirectory,
+  checkOwnFileOrAbsent,
+  openOwnFile,
+  UnsafePathError,
+} from "./safe_files.ts";
+import { dirname } from "node:path";
 
 /** What main passes in. */
 export interface StartOptions {
@@ -41,6 +49,7 @@ export async function startAgent(
         "rebuild it with: deno task compile --config <file>)",
     );
   }
+  checkFileSafety(config);
   // systemd socket activation: the socket it passed replaces -m/-p; checked before anything runs.
   const activation = await socketActivation(options.listenEnv ?? {}, Deno.pid);
   if (config.daemonize && !options.detachedChild) {
@@ -95,6 +104,29 @@ export async function startAgent(
   return 0;
 }
 
+/**
+ * Start-up: refuses directories and entries another user could use to make the agent (root)
+ * write through a planted link or into a file that is not its own.
+ * @throws {ConfigError}
+ */
+function checkFileSafety(config: Config): void {
+  try {
+    checkStatedir(config.statedir);
+    if (config.daemonize || config.pidfileExplicit) {
+      checkFileAndDirectory(config.pidfile, "pidfile");
+    }
+    if (config.logfile !== undefined) checkFileAndDirectory(config.logfile, "log file");
+  } catch (err) {
+    if (err instanceof UnsafePathError) throw new ConfigError(err.message, { cause: err });
+    throw err;
+  }
+}
+
+function checkFileAndDirectory(path: string, what: string): void {
+  checkDirectory(dirname(path), `${what} directory`);
+  checkOwnFileOrAbsent(path, what);
+}
+
 function spawnWatchdog({ command, args }: SelfCommand): Deno.ChildProcess {
   const child = new Deno.Command(command, {
     args,
@@ -136,7 +168,16 @@ class Pidfile {
   writeIfDue(): void {
     if (this.#written || !(this.#config.daemonize || this.#config.pidfileExplicit)) return;
     try {
-      Deno.writeTextFileSync(this.#config.pidfile, `${Deno.pid}\n`, { mode: 0o644 });
+      const file = openOwnFile(this.#config.pidfile, {
+        append: false,
+        mode: 0o644,
+        what: "pidfile",
+      });
+      try {
+        file.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
+      } finally {
+        file.close();
+      }
       this.#written = true;
     } catch (err) {
       this.#log.error("cannot write pidfile", {

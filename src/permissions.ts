@@ -54,7 +54,7 @@ export function denoRunOptions(): PermissionOptions {
 export const AGENT_ENV_VARS: readonly string[] = ["QGA_CONF", "LISTEN_FDS", "LISTEN_PID"];
 
 /** Deno system-information APIs the agent calls (`guest-get-host-name`, network interfaces). */
-export const AGENT_SYS_APIS: readonly string[] = ["hostname", "networkInterfaces"];
+export const AGENT_SYS_APIS: readonly string[] = ["hostname", "networkInterfaces", "uid"];
 
 /** Read-only system paths the agent needs besides the freeze scope. */
 const SYSTEM_READ_PATHS: readonly string[] = [

@@ -70,7 +70,7 @@ Deno.test("denoRunOptions() adds the source dir for Workers only under deno run"
 
 Deno.test("agentFlags() grants only the named sys APIs and read on the guest-info files", () => {
   const flags = agentFlags(config(["--fsfreeze-scope=/srv"]), { selfExecutable: "/x" });
-  assert.ok(flags.includes("--allow-sys=hostname,networkInterfaces"));
+  assert.ok(flags.includes("--allow-sys=hostname,networkInterfaces,uid"));
   const read = flags.find((flag) => flag.startsWith("--allow-read="))!.split("=")[1]!.split(",");
   for (
     const path of [

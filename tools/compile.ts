@@ -74,6 +74,8 @@ export interface CompileOptions {
   outputDir: string;
   entry: string;
   printFlags: boolean;
+  /** Build the launcher form (the Deno runtime, the sources and a script at the binary's path). */
+  launcher: boolean;
   timeoutSeconds: number;
   help: boolean;
 }
@@ -94,6 +96,7 @@ export function parseCompileArgs(argv: readonly string[]): CompileOptions {
       output: { type: "string", default: "dist" },
       entry: { type: "string", default: "main.ts" },
       "print-flags": { type: "boolean", default: false },
+      launcher: { type: "boolean", default: false },
       timeout: { type: "string", default: "600" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -107,6 +110,7 @@ export function parseCompileArgs(argv: readonly string[]): CompileOptions {
     outputDir: values.output,
     entry: values.entry,
     printFlags: values["print-flags"],
+    launcher: values.launcher,
     timeoutSeconds: parseTimeout(values.timeout),
     help: values.help,
   };
@@ -167,12 +171,57 @@ export interface BuildPlan {
   flags: string[];
 }
 
-/** Derives the configuration and the permission flags for a build. */
+/**
+ * Derives the configuration and the permission flags for a build. The launcher form runs the
+ * watchdog from its Deno runtime and loads its Workers from its sources, so those are granted
+ * instead of the binary's own path (the rest is the same set).
+ */
 export function planBuild(options: CompileOptions, configText: string | undefined): BuildPlan {
   const agentArgs = options.agentArgs ?? [...UNIT_ARGS[options.channel]];
   const config = buildConfig(agentArgs, configText);
-  const permissions = permissionSet(config, { selfExecutable: options.installPath });
+  const payload = payloadDir(options.installPath);
+  const permissions = permissionSet(
+    config,
+    options.launcher
+      ? { selfExecutable: `${payload}/deno`, sourceDir: `${payload}/src` }
+      : { selfExecutable: options.installPath },
+  );
   return { agentArgs, config, permissions, flags: permissionFlags(permissions) };
+}
+
+/** Where the launcher form's payload is installed: `<prefix>/lib/fsfreeze-agent`. */
+export function payloadDir(installPath: string): string {
+  const sbin = installPath.slice(0, installPath.lastIndexOf("/"));
+  const prefix = sbin.slice(0, sbin.lastIndexOf("/"));
+  return `${prefix}/lib/fsfreeze-agent`;
+}
+
+/**
+ * The launcher script installed at the binary's path: it runs the installed sources with the
+ * installed Deno runtime and exactly the binary's permission flags. Deno's cache goes to tmpfs:
+ * under `deno run` the runtime may write it while the agent runs, and a write to a frozen
+ * filesystem would block the agent.
+ */
+export function launcherScript(plan: BuildPlan, installPath: string): string {
+  const payload = payloadDir(installPath);
+  const words = [`${payload}/deno`, "run", ...plan.flags, `${payload}/main.ts`].map(shellQuote);
+  return [
+    "#!/bin/sh",
+    "# fsfreeze-agent, launcher form (deno task compile --launcher): stands in for the compiled",
+    "# binary where deno compile cannot run. Same program, same permission flags.",
+    `DENO_DIR=${shellQuote(LAUNCHER_DENO_DIR)}`,
+    "export DENO_DIR",
+    `exec ${words.join(" ")} "$@"`,
+    "",
+  ].join("\n");
+}
+
+/** Deno's cache for the launcher form: on tmpfs, never on a filesystem that may be frozen. */
+export const LAUNCHER_DENO_DIR = "/run/fsfreeze-agent/deno";
+
+function shellQuote(word: string): string {
+  if (word.includes("'")) throw new CompileUsageError(`cannot quote ${word} for the launcher`);
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word}'`;
 }
 
 /** The `deno compile` arguments (after the executable) for one target. */
@@ -274,7 +323,9 @@ export function buildRecord(
   return {
     binary: binaryName(arch),
     target: TARGETS[arch],
+    form: options.launcher ? "launcher" : "binary",
     installPath: options.installPath,
+    ...(options.launcher ? { payloadDir: payloadDir(options.installPath) } : {}),
     channel: options.agentArgs === undefined ? options.channel : "custom",
     agentArgs: plan.agentArgs,
     configFile: options.configFile ?? null,
@@ -302,6 +353,10 @@ agent will run with: the config file (--config) plus the unit's ExecStart argume
   --entry FILE         entry module (default main.ts)
   --timeout SEC        give up on one deno compile after SEC seconds (default 600)
   --print-flags        print the permission flags, one per line, and build nothing
+  --launcher           build the launcher form instead (no denort needed; this machine's
+                       architecture only): <output>/fsfreeze-agent-<arch> is a script that runs
+                       <output>/fsfreeze-agent-<arch>.payload (the Deno runtime and the sources,
+                       installed by install.sh as <prefix>/lib/fsfreeze-agent) with the same flags
 
 Environment: DENORT_BIN, DENORT_BIN_X86_64, DENORT_BIN_AARCH64 name local denort binaries.
 `;
@@ -455,6 +510,7 @@ async function main(argv: string[]): Promise<number> {
     out(plan.flags.join("\n"));
     return 0;
   }
+  if (options.launcher) return buildLauncher(plan, options, configText);
   const env = denortEnvironment();
   const targets = chooseTargets(options.targets, env, readElfArch);
   out(`agent arguments: ${plan.agentArgs.join(" ") || "(none)"}`);
@@ -467,6 +523,62 @@ async function main(argv: string[]): Promise<number> {
     await writeRecord(plan, arch, options, configText);
   }
   return 0;
+}
+
+/** The architecture of the Deno running this tool, which the launcher form ships. */
+function hostArch(): Arch {
+  const arch = Deno.build.arch;
+  if (arch === "x86_64" || arch === "aarch64") return arch;
+  throw new CompileUsageError(`the launcher form cannot be built on ${arch}`);
+}
+
+/** Builds the launcher form: the script, its payload and the build record. */
+async function buildLauncher(
+  plan: BuildPlan,
+  options: CompileOptions,
+  configText: string | undefined,
+): Promise<number> {
+  const arch = hostArch();
+  if (options.targets !== undefined && !options.targets.every((t) => t === arch)) {
+    throw new CompileUsageError(`the launcher form ships this machine's Deno: --target ${arch}`);
+  }
+  makeOutputDir(options.outputDir);
+  const output = `${options.outputDir}/${binaryName(arch)}`;
+  const payload = `${output}.payload`;
+  out(`building ${output} (launcher form, ${TARGETS[arch]}; payload ${payload})`);
+  removeTree(payload);
+  copyPayload(payload);
+  Deno.writeTextFileSync(output, launcherScript(plan, options.installPath), { mode: 0o755 });
+  Deno.chmodSync(output, 0o755);
+  await writeRecord(plan, arch, options, configText);
+  return 0;
+}
+
+function removeTree(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+/** The Deno runtime, `main.ts` and every module under `src/`. */
+function copyPayload(payload: string): void {
+  Deno.mkdirSync(payload, { recursive: true });
+  Deno.copyFileSync(Deno.execPath(), `${payload}/deno`);
+  Deno.chmodSync(`${payload}/deno`, 0o755);
+  Deno.copyFileSync("main.ts", `${payload}/main.ts`);
+  const walk = (dir: string): void => {
+    Deno.mkdirSync(`${payload}/${dir}`, { recursive: true });
+    for (const entry of Deno.readDirSync(dir)) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) walk(path);
+      else if (entry.isFile && entry.name.endsWith(".ts")) {
+        Deno.copyFileSync(path, `${payload}/${path}`);
+      }
+    }
+  };
+  walk("src");
 }
 
 /** node:util parseArgs reports a bad command line as a TypeError with an ERR_PARSE_ARGS_* code. */

@@ -8,7 +8,7 @@
  */
 
 import type { HookResult } from "./hook.ts";
-import { writeFileAtomic } from "./state.ts";
+import { writeFileAtomic } from "../safe_files.ts";
 
 /** Who ended a cycle. */
 export type ThawedBy =

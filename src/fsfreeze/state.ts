@@ -11,6 +11,8 @@
  * @module
  */
 
+import { checkDirectory, checkOwnFileOrAbsent, writeFileAtomic } from "../safe_files.ts";
+
 /** The state file name, as qemu-ga's. */
 export const STATE_FILE = "qga.state.isfrozen";
 /** The claimed (thaw in progress) state file. */
@@ -54,11 +56,17 @@ export function statePaths(statedir: string): StatePaths {
   };
 }
 
-/** Writes a file atomically (temp file + rename), owner-only. */
-export function writeFileAtomic(path: string, text: string): void {
-  const temp = `${path}.tmp-${Deno.pid}`;
-  Deno.writeTextFileSync(temp, text, { mode: 0o600 });
-  Deno.renameSync(temp, path);
+/**
+ * Refuses a state directory where another user could plant or replace the state files, and state
+ * files that are not regular files of ours (a symlink, a FIFO, another user's file).
+ * @throws {UnsafePathError}
+ */
+export function checkStatedir(statedir: string): void {
+  checkDirectory(statedir, "state directory");
+  const paths = statePaths(statedir);
+  checkOwnFileOrAbsent(paths.state, "state file");
+  checkOwnFileOrAbsent(paths.claim, "state file");
+  checkOwnFileOrAbsent(paths.report, "report file");
 }
 
 /** Records the cycle (creating or replacing the state file). */
@@ -102,10 +110,10 @@ function parseState(text: string): FrozenState {
   };
 }
 
-/** Whether the state file exists (a stat: never touches file contents, as qemu-ga). */
+/** Whether the state file exists (an lstat: never touches file contents, as qemu-ga). */
 export function stateExists(path: string): boolean {
   try {
-    Deno.statSync(path);
+    Deno.lstatSync(path);
     return true;
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return false;

@@ -13,15 +13,18 @@
 
 import type { Logger } from "../log.ts";
 import { unixSocketTempPath } from "./socket_path.ts";
+import { checkDirectory } from "../safe_files.ts";
+import { dirname } from "node:path";
 import { type Connection, type ReadResult, type Transport, writeAll } from "./mod.ts";
 
 const READ_SIZE = 4096;
 
 /** Listens on a unix socket path. */
 export async function listenUnix(path: string, log: Logger): Promise<Transport> {
+  checkDirectory(dirname(path), "socket directory");
   await clearStaleSocket(path);
   const temp = unixSocketTempPath(path);
-  removeIfSocket(temp);
+  removeStaleEntry(temp);
   const listener = Deno.listen({ transport: "unix", path: temp });
   // Synchronous calls: each of these is quick, and an async op costs a turn of the event loop
   // on the way to the first reply.
@@ -82,9 +85,13 @@ async function clearStaleSocket(path: string): Promise<void> {
   Deno.removeSync(path);
 }
 
-function removeIfSocket(path: string): void {
+/**
+ * Clears the temporary name: whatever is there (a socket left by a crash, or a planted symlink,
+ * FIFO or file) is unlinked, never followed; bind(2) then creates the socket itself.
+ */
+function removeStaleEntry(path: string): void {
   try {
-    if (Deno.lstatSync(path).isSocket) Deno.removeSync(path);
+    if (!Deno.lstatSync(path).isDirectory) Deno.removeSync(path);
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }

@@ -134,7 +134,7 @@ Deno.test("compile --print-flags derives every permission list from a site confi
         ["--allow-run", [DEFAULT_INSTALL_PATH, "/sbin/shutdown", "/usr/local/libexec/site-hook"]],
         ["--allow-ffi", [...LIBC_CANDIDATES]],
         ["--allow-env", ["QGA_CONF", "LISTEN_FDS", "LISTEN_PID"]],
-        ["--allow-sys", ["hostname", "networkInterfaces"]],
+        ["--allow-sys", ["hostname", "networkInterfaces", "uid"]],
         ["--allow-net", [`unix:${sock}`, `unix:${sock}.new`]],
       ]),
     );
@@ -364,3 +364,83 @@ Deno.test("parseCompileArgs() keeps arguments after -- for the agent and checks 
   assert.throws(() => parseCompileArgs(["--target", "riscv64"]), /x86_64, aarch64 or all/);
   assert.throws(() => parseCompileArgs(["--timeout", "0"]), /positive number/);
 });
+
+Deno.test("compile --launcher builds a launcher that install.sh installs and that runs the agent with the binary's flags", async () => {
+  await withTempDir(async (dir) => {
+    const agentArgs = ["-m", "unix-listen", "-p", `${dir}/qga.sock`, "-t", `${dir}/state`];
+    const args = [...agentArgs, `--fsfreeze-scope=${dir}/no-mounts-here`];
+    const built = await runTool(["--launcher", "--output", `${dir}/dist`, "--", ...args], {
+      readable: [dir, Deno.execPath()],
+      writable: [dir],
+    });
+    assert.equal(built.code, 0, built.stdout + built.stderr);
+    const launcher = `${dir}/dist/fsfreeze-agent-${HOST_ARCH}`;
+    const record = JSON.parse(await Deno.readTextFile(`${launcher}.build.json`));
+    assert.equal(record.form, "launcher");
+    assert.equal(record.payloadDir, "/usr/local/lib/fsfreeze-agent");
+    const script = await Deno.readTextFile(launcher);
+    assert.match(script, /^DENO_DIR=\/run\/fsfreeze-agent\/deno$/m);
+    assert.ok(
+      script.includes(
+        `exec /usr/local/lib/fsfreeze-agent/deno run ${record.flags.join(" ")} ` +
+          `/usr/local/lib/fsfreeze-agent/main.ts "$@"`,
+      ),
+      script,
+    );
+    assert.ok(record.permissions.run.includes("/usr/local/lib/fsfreeze-agent/deno"));
+    assert.ok(record.permissions.read.includes("/usr/local/lib/fsfreeze-agent/src"));
+
+    const root = `${dir}/root`;
+    const install = await new Deno.Command(`${REPO}/packaging/install.sh`, {
+      args: ["--destdir", root, "--binary", launcher, "--channel", "serial", "--no-reload"],
+    }).output();
+    assert.equal(install.code, 0, new TextDecoder().decode(install.stderr));
+    const payload = `${root}/usr/local/lib/fsfreeze-agent`;
+    assert.equal((await Deno.stat(`${payload}/deno`)).mode! & 0o755, 0o755);
+    await Deno.stat(`${payload}/src/transport/device_reader_worker.ts`);
+
+    // Run it where it was built to live: /usr/local of the DESTDIR, in a private mount namespace
+    // (the launcher names absolute paths, as the binary's permission flags do).
+    await Deno.mkdir(`${dir}/state`);
+    const cache = `${dir}/deno-cache`;
+    const runScript = `mount --bind ${root}/usr/local /usr/local && mount -t tmpfs none /run && ` +
+      `exec /usr/local/sbin/fsfreeze-agent ${args.join(" ")}`;
+    const agent = new Deno.Command("unshare", {
+      args: ["-m", "--propagation", "private", "sh", "-c", runScript],
+      env: { DENO_DIR: cache },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    try {
+      const reply = await pingWhenUp(`${dir}/qga.sock`);
+      assert.equal(reply, '{"return": {}}');
+    } finally {
+      agent.kill("SIGTERM");
+      const status = await agent.status;
+      await agent.stderr.cancel();
+      assert.equal(status.code, 0);
+    }
+  });
+});
+
+/** Pings the agent on `path` once it listens; the launcher's first start compiles the sources. */
+async function pingWhenUp(path: string): Promise<string> {
+  const until = Date.now() + 60_000;
+  for (;;) {
+    try {
+      const conn = await Deno.connect({ transport: "unix", path });
+      try {
+        await conn.write(new TextEncoder().encode('{"execute":"guest-ping"}\n'));
+        const buffer = new Uint8Array(256);
+        const count = await conn.read(buffer);
+        return new TextDecoder().decode(buffer.subarray(0, count ?? 0)).trim();
+      } finally {
+        conn.close();
+      }
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
