@@ -353,6 +353,7 @@ async function freezeThawScenario(guest: Guest, kind: AgentKind): Promise<void> 
   let blocked = "";
   let answered: string | undefined;
   let statusWhileFrozen = "";
+  let thawText = "";
   try {
     assert.equal(froze.code, 0, froze.text);
     assert.match(froze.text, /Froze 1 filesystem/);
@@ -366,9 +367,9 @@ async function freezeThawScenario(guest: Guest, kind: AgentKind): Promise<void> 
     answered = ping.ok ? undefined : ping.error;
     statusWhileFrozen = await guest.freezeStatus();
   } finally {
-    const thawed = await timedVirsh(guest, kind, "domfsthaw");
-    assert.match(thawed.text, /Thawed 1 filesystem/);
+    thawText = (await timedVirsh(guest, kind, "domfsthaw")).text;
   }
+  assert.match(thawText, /Thawed 1 filesystem/);
   assert.equal(blocked, "D", "a write to / started while frozen did not block");
   assert.equal(answered, undefined, `no guest-ping answer while frozen: ${answered}`);
   assert.equal(statusWhileFrozen, "frozen");
@@ -383,17 +384,21 @@ async function freezeThawScenario(guest: Guest, kind: AgentKind): Promise<void> 
 // --- 4. snapshots under a write load ------------------------------------------------------------
 
 function describeContent(content: SnapshotContent): string {
-  const fsck = content.check.full.code === 0 && content.check.state === "clean" &&
-      !content.check.features.includes("needs_recovery")
-    ? "fsck clean"
-    : `fsck: state ${content.check.state}, e2fsck -fn ${content.check.full.code}` +
-      (content.check.features.includes("needs_recovery") ? ", journal needs recovery" : "");
+  const { check, untouched } = content;
+  const orphans = untouched.output.split("\n").filter((line) => /orphan/i.test(line)).length;
+  const before = `e2fsck -fn of the copy: ${untouched.code}` +
+    (orphans > 0 ? ` (orphan-list lines: ${orphans})` : "");
+  const journal = check.features.includes("needs_recovery")
+    ? "journal needs recovery"
+    : "journal clean";
+  const after = `after the kernel mounted it: e2fsck -fn ${check.full.code}`;
   const db = content.started
     ? `MariaDB started${
       content.crashRecovery ? " (crash recovery)" : ""
     }, ${content.errors.length} errors`
     : `MariaDB did not start: ${content.errors.slice(-3).join(" ")}`;
-  return `${fsck}; ${db}; rows ${content.rows} (ids ${content.minId}-${content.maxId})`;
+  return `state ${check.state}, ${journal}; ${before}; ${after}; ${db}; rows ${content.rows} ` +
+    `(ids ${content.minId}-${content.maxId})`;
 }
 
 async function snapshotScenario(guest: Guest, kind: AgentKind): Promise<void> {

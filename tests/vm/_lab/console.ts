@@ -142,7 +142,8 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
 function commandLines(id: string, script: string): string {
   const encoded = encodeBase64(encoder.encode(script));
   const file = `/run/lab/${id}`;
-  const lines = [`mkdir -p /run/lab; : >${file}.b64`];
+  // Not `mkdir -p`: that calls mkdir("/run") first, which blocks while / is frozen.
+  const lines = [`[ -d /run/lab ] || mkdir /run/lab; : >${file}.b64`];
   for (let at = 0; at < encoded.length; at += CHUNK) {
     lines.push(`echo ${encoded.slice(at, at + CHUNK)} >>${file}.b64`);
   }

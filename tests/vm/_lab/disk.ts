@@ -10,7 +10,7 @@
  */
 
 import { join } from "node:path";
-import { onExit, output, run, runSyncQuietly, sleep } from "./proc.ts";
+import { onExit, output, run, shellQuote, sleep } from "./proc.ts";
 
 /** A loop-mounted image; `await using` it to unmount and detach. */
 export interface LoopMount extends AsyncDisposable {
@@ -26,10 +26,10 @@ export async function loopMount(
 ): Promise<LoopMount> {
   await Deno.mkdir(mountPoint, { recursive: true });
   const device = await output("losetup", ["--find", "--show", image]);
-  const unregister = onExit(`loop mount ${mountPoint}`, () => {
-    runSyncQuietly("umount", [mountPoint]);
-    runSyncQuietly("losetup", ["-d", device]);
-  });
+  const unregister = onExit(
+    `loop mount ${mountPoint}`,
+    `umount ${shellQuote(mountPoint)}; losetup -d ${shellQuote(device)}`,
+  );
   const release = async (mounted: boolean): Promise<void> => {
     if (mounted) await umountRetrying(mountPoint);
     await run("losetup", ["-d", device]);

@@ -13,16 +13,7 @@ import { GuestConsole } from "./console.ts";
 import { makeRunDisk, type RunDisk } from "./disk.ts";
 import type { BaseImage } from "./image.ts";
 import type { Libvirt } from "./libvirt.ts";
-import {
-  note,
-  onExit,
-  poll,
-  processAlive,
-  run,
-  runSyncQuietly,
-  secondsSince,
-  sleep,
-} from "./proc.ts";
+import { note, onExit, poll, run, secondsSince, shellQuote, sleep } from "./proc.ts";
 
 /** Generous: a TCG guest boots in 45-90 s, more on a busy host. */
 export const BOOT_TIMEOUT_MS = 600_000;
@@ -124,7 +115,7 @@ export class Guest {
     try {
       const disk = await makeRunDisk(image.disk, dir, (root) => agent.install(root));
       const guest = new Guest(lab, name, dir, agent, disk);
-      guest.#unregister = onExit(`domain ${name}`, () => guest.#destroySync());
+      guest.#unregister = onExit(`domain ${name}`, destroyCommand(name, dir));
       const xml = join(dir, "domain.xml");
       await Deno.writeTextFile(xml, domainXml(name, image, disk, dir));
       await lab.virshOk(["define", xml]);
@@ -246,27 +237,21 @@ export class Guest {
     await Deno.remove(this.dir, { recursive: true });
     this.#unregister();
   }
+}
 
-  #destroySync(): void {
-    runSyncQuietly("virsh", ["-c", "qemu:///system", "destroy", this.name]);
-    runSyncQuietly("virsh", ["-c", "qemu:///system", "undefine", this.name]);
-    // If libvirtd was already gone: QEMU's PID file, and only a QEMU process at that PID.
-    const pid = Number(
-      (() => {
-        try {
-          return Deno.readTextFileSync(`/run/libvirt/qemu/${this.name}.pid`).trim();
-        } catch {
-          return "";
-        }
-      })(),
-    );
-    if (pid > 0 && processAlive(pid)) {
-      const cmdline = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
-      if (cmdline.includes(`guest=${this.name}`)) Deno.kill(pid, "SIGKILL");
-    }
-    runSyncQuietly("rm", ["-rf", "--one-file-system", this.dir]);
-    runSyncQuietly("rm", ["-f", `/var/log/libvirt/qemu/${this.name}.log`]);
-  }
+/**
+ * The exit cleanup of a domain: destroy and undefine it; if libvirtd is already gone, kill the
+ * QEMU process at the PID libvirt recorded (only if it is this domain's); remove its files.
+ */
+function destroyCommand(name: string, dir: string): string {
+  const virsh = "virsh -c qemu:///system";
+  const pidFile = shellQuote(`/run/libvirt/qemu/${name}.pid`);
+  return `${virsh} destroy ${name}; ${virsh} undefine ${name}; ` +
+    `pid=$(cat ${pidFile} 2>/dev/null) && grep -qa ${
+      shellQuote(`guest=${name}`)
+    } /proc/$pid/cmdline && ` +
+    `kill -KILL "$pid"; rm -rf --one-file-system ${shellQuote(dir)}; ` +
+    `rm -f ${shellQuote(`/var/log/libvirt/qemu/${name}.log`)}`;
 }
 
 /** Runs `qemu-img info --backing-chain` (for messages about the disk chain). */

@@ -14,7 +14,7 @@
 
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { note, onExit, run, runSyncQuietly, secondsSince } from "./proc.ts";
+import { note, onExit, run, runSyncQuietly, secondsSince, shellQuote } from "./proc.ts";
 
 const IMAGE_DIR = fileURLToPath(new URL("./image/", import.meta.url));
 const BUILD_SCRIPT = join(IMAGE_DIR, "build.sh");
@@ -151,7 +151,7 @@ async function isComplete(dir: string): Promise<boolean> {
 
 async function build(dir: string, key: string): Promise<void> {
   const tmp = await Deno.makeTempDir({ dir: CACHE_ROOT, prefix: `.build-${key}-` });
-  const unregister = onExit(`image build ${tmp}`, () => removeBuildDirSync(tmp));
+  const unregister = onExit(`image build ${tmp}`, removeBuildDirCommand(tmp));
   note(`building the guest image ${key} in ${tmp} (mmdebstrap ${IMAGE_INPUTS.suite}; minutes)`);
   try {
     const start = performance.now();
@@ -222,6 +222,14 @@ function removeBuildDirSync(dir: string): void {
     return;
   }
   runSyncQuietly("rm", ["-rf", "--one-file-system", dir]);
+}
+
+/** {@link removeBuildDirSync} as a shell command, for the exit cleanups. */
+function removeBuildDirCommand(dir: string): string {
+  const under = `awk -v d=${shellQuote(dir)} '$5 == d || index($5, d "/") == 1 { print $5 }' ` +
+    "/proc/self/mountinfo";
+  return `for m in $(${under} | sort -r); do umount -l "$m"; done; ` +
+    `[ -z "$(${under})" ] && rm -rf --one-file-system ${shellQuote(dir)}`;
 }
 
 async function removeBuildDir(dir: string): Promise<void> {

@@ -11,7 +11,7 @@ import type { AgentSetup } from "./agents.ts";
 import { Guest } from "./guest.ts";
 import { type BaseImage, describeImage, ensureBaseImage } from "./image.ts";
 import { Libvirt, missingHostPrograms } from "./libvirt.ts";
-import { note, onExit, runSyncQuietly, secondsSince } from "./proc.ts";
+import { note, onExit, secondsSince, shellQuote } from "./proc.ts";
 
 /** Why the VM suite cannot run on this host, or undefined when it can. */
 export async function whyNotRunnable(): Promise<string | undefined> {
@@ -50,9 +50,10 @@ export class Lab {
     note(`guest image ${describeImage(image)}, ready after ${secondsSince(start)} s`);
     const runDir = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "fsfreeze-agent-vm-" });
     await Deno.chmod(runDir, 0o711);
-    const unregister = onExit(`run dir ${runDir}`, () => {
-      runSyncQuietly("rm", ["-rf", "--one-file-system", runDir]);
-    });
+    const unregister = onExit(
+      `run dir ${runDir}`,
+      `rm -rf --one-file-system ${shellQuote(runDir)}`,
+    );
     try {
       const libvirt = await Libvirt.start(runDir);
       return new Lab(image, libvirt, runDir, unregister);

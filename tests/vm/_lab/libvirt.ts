@@ -25,7 +25,7 @@ import {
   run,
   type RunOptions,
   type RunResult,
-  runSyncQuietly,
+  shellQuote,
   sleep,
 } from "./proc.ts";
 
@@ -113,17 +113,6 @@ async function stopDaemon(pid: number, name: string): Promise<void> {
   }
 }
 
-function stopDaemonSync(pid: number | undefined, name: string): void {
-  if (pid === undefined || !processCmdline(pid).includes(name)) return;
-  try {
-    Deno.kill(pid, "SIGTERM");
-    for (let i = 0; i < 50 && processAlive(pid); i++) runSyncQuietly("sleep", ["0.1"]);
-    if (processAlive(pid)) Deno.kill(pid, "SIGKILL");
-  } catch {
-    // gone
-  }
-}
-
 /** The lab's running daemons; {@link Libvirt.stop} ends them. */
 export class Libvirt {
   readonly dir: string;
@@ -153,7 +142,7 @@ export class Libvirt {
     }
     const lab = new Libvirt(dir);
     lab.#createdRunDir = !(await Deno.stat(RUN_DIR).then(() => true, () => false));
-    lab.#unregister = onExit("libvirt daemons", () => lab.#stopSync());
+    lab.#unregister = onExit("libvirt daemons", lab.#stopCommand());
     try {
       await Deno.mkdir(join(dir, "etc"), { recursive: true });
       await Deno.writeTextFile(join(dir, "etc", "qemu.conf"), QEMU_CONF);
@@ -236,9 +225,15 @@ export class Libvirt {
     this.#unregister();
   }
 
-  #stopSync(): void {
-    stopDaemonSync(this.#libvirtdPid, "libvirtd");
-    stopDaemonSync(this.#virtlogdPid, "virtlogd");
-    if (this.#createdRunDir) runSyncQuietly("rm", ["-rf", RUN_DIR]);
+  /** The exit cleanup: both daemons by the PIDs they wrote (if they still run them). */
+  #stopCommand(): string {
+    const stops = ["libvirtd", "virtlogd"].map((name) => {
+      const pidFile = shellQuote(join(this.dir, `${name}.pid`));
+      return `pid=$(cat ${pidFile} 2>/dev/null) && grep -qa ${name} /proc/$pid/cmdline && ` +
+        `{ kill "$pid"; for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done; ` +
+        `kill -KILL "$pid" 2>/dev/null; }`;
+    });
+    const runDir = this.#createdRunDir ? `; rm -rf ${RUN_DIR}` : "";
+    return stops.join("; ") + runDir;
   }
 }

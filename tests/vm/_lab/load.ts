@@ -37,7 +37,7 @@ export async function startLoad(guest: Guest): Promise<void> {
   const statement = "INSERT INTO lab.t VALUES (%d, UNIX_TIMESTAMP(NOW(6))); " +
     "SELECT %d, UNIX_TIMESTAMP(NOW(6)); DO SLEEP(0.02);";
   await guest.console.ok(
-    `rm -rf ${DIR}; mkdir -p ${DIR}\n` +
+    `rm -rf ${DIR}; mkdir ${DIR}\n` +
       `cat >${DIR}/load.sh <<'EOF'\n` +
       `awk 'BEGIN { for (i = 1; ; i++) printf "${statement}\\n", i, i }' |\n` +
       `  mariadb --batch --skip-column-names --unbuffered >${DIR}/acked 2>${DIR}/errors\n` +

@@ -1,7 +1,7 @@
 /**
  * Host-side process helpers for the VM lab: commands with a deadline and their output, polling,
- * measurement notes, and a registry of synchronous cleanups that also runs when the test process
- * is leaving early (so no VM, daemon, loop device, mount or temp dir outlives it).
+ * measurement notes, and exit cleanups that run even when the test process is cut short (so no
+ * VM, daemon, loop device, mount or temp dir outlives it).
  *
  * @module
  */
@@ -158,51 +158,64 @@ export function processCmdline(pid: number): string {
   }
 }
 
-type Cleanup = { name: string; sync: () => void };
-const cleanups: Cleanup[] = [];
-const EXIT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+/**
+ * Exit cleanups. A test run can end without running its teardown: a failed assertion in a
+ * teardown, Ctrl-C (deno test exits without unload events or signal listeners), SIGKILL. So each
+ * thing the lab creates registers a shell command that removes it, and a small reaper process
+ * (its own session, started with the first registration) waits for this process to end and then
+ * runs the commands still registered, newest first. The normal teardown unregisters each command
+ * once it has done the same work, so after a clean run the reaper has nothing to do.
+ */
+const cleanups: { name: string; command: string }[] = [];
+let manifest: string | undefined;
 
-function onSignal(): void {
-  runExitCleanups();
-  Deno.exit(130);
+function writeManifest(): void {
+  if (manifest === undefined) return;
+  const lines = ["# VM lab exit cleanups (tests/vm/_lab/proc.ts), newest first"];
+  for (const entry of cleanups.toReversed()) {
+    lines.push(`# ${entry.name}`, `( ${entry.command} ) >/dev/null 2>&1 || true`);
+  }
+  Deno.writeTextFileSync(manifest, lines.join("\n") + "\n");
 }
 
-/** Signal listeners exist only while there is something to clean up (they keep the loop busy). */
-function listenForSignals(on: boolean): void {
-  for (const signal of EXIT_SIGNALS) {
-    if (on) Deno.addSignalListener(signal, onSignal);
-    else Deno.removeSignalListener(signal, onSignal);
-  }
+function startReaper(): void {
+  manifest = `/var/tmp/fsfreeze-agent-vm-cleanup-${Deno.pid}.sh`;
+  writeManifest();
+  const reaper = new Deno.Command("setsid", {
+    args: [
+      "bash",
+      "-c",
+      'while kill -0 "$1" 2>/dev/null; do sleep 1; done; bash "$2"; rm -f "$2"',
+      "fsfreeze-agent-vm-reaper",
+      String(Deno.pid),
+      manifest,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    detached: true,
+  }).spawn();
+  reaper.unref();
 }
 
 /**
- * Registers a synchronous cleanup that runs, newest first, if the process leaves while it is
- * still registered (the run was interrupted, or a teardown never ran). Returns a function that
- * unregisters it: call that once the normal, asynchronous teardown has done the same work.
+ * Registers `command` (bash) to run if this process ends while it is still registered. Returns a
+ * function that unregisters it: call that once the normal teardown has done the same work.
  */
-export function onExit(name: string, sync: () => void): () => void {
-  const entry = { name, sync };
-  if (cleanups.length === 0) listenForSignals(true);
+export function onExit(name: string, command: string): () => void {
+  const entry = { name, command };
   cleanups.push(entry);
+  if (manifest === undefined) startReaper();
+  else writeManifest();
   return () => {
     const index = cleanups.indexOf(entry);
     if (index < 0) return;
     cleanups.splice(index, 1);
-    if (cleanups.length === 0) listenForSignals(false);
+    writeManifest();
   };
 }
 
-/** Runs every registered cleanup now (newest first). */
-export function runExitCleanups(): void {
-  if (cleanups.length > 0) listenForSignals(false);
-  while (cleanups.length > 0) {
-    const entry = cleanups.pop() as Cleanup;
-    try {
-      entry.sync();
-    } catch (err) {
-      note(`cleanup ${entry.name} failed: ${err}`);
-    }
-  }
+/** Quotes a string for bash. */
+export function shellQuote(text: string): string {
+  return `'${text.replaceAll("'", "'\\''")}'`;
 }
-
-globalThis.addEventListener("unload", runExitCleanups);

@@ -77,7 +77,17 @@ export async function commitSnapshot(guest: Guest, snapshot: Snapshot): Promise<
 
 /** What the host found in a snapshot. */
 export interface SnapshotContent {
+  /**
+   * The filesystem checks: `quick` (`fsck -n`), `state` and `features` of the untouched copy;
+   * `full` (`e2fsck -f -n`) once the kernel has mounted the copy (and unmounted it again).
+   */
   check: ImageCheck;
+  /**
+   * `e2fsck -f -n` of the untouched copy. A snapshot of a mounted filesystem holds the orphan list
+   * (files deleted while still open, e.g. MariaDB's temporary files); the kernel releases those
+   * when it mounts the filesystem, e2fsck -n only reports them.
+   */
+  untouched: { code: number; output: string };
   /** mariadbd started on a copy of the data directory. */
   started: boolean;
   /** [ERROR] lines of its error log (all lines if it did not start). */
@@ -90,7 +100,11 @@ export interface SnapshotContent {
   maxId: number;
 }
 
-/** Reads a snapshot outside the guest: a raw copy, fscks, then MariaDB on its data directory. */
+/**
+ * Reads a snapshot outside the guest: a raw copy of its chain; read-only checks of the copy; a
+ * loop mount of the copy (as a restored guest's boot would mount it) to copy the MariaDB data
+ * directory out; a full check after that mount; then MariaDB on the data directory's copy.
+ */
 export async function inspectSnapshot(
   snapshot: Snapshot,
   workDir: string,
@@ -100,21 +114,31 @@ export async function inspectSnapshot(
     timeoutMs: 900_000,
   });
   try {
-    const check = await checkFilesystem(raw);
+    const untouched = await checkFilesystem(raw);
     const datadir = join(workDir, "mysql");
     {
       await using mount = await loopMount(raw, join(workDir, "mnt"));
       await run("cp", ["-a", join(mount.mountPoint, "var/lib/mysql"), datadir]);
     }
     await Deno.remove(join(workDir, "mnt"));
+    const full = await exec("e2fsck", ["-f", "-n", raw]);
     try {
-      return { check, ...await startOnCopy(datadir) };
+      return {
+        check: { ...untouched, full },
+        untouched: untouched.full,
+        ...await startOnCopy(datadir),
+      };
     } finally {
       await Deno.remove(datadir, { recursive: true });
     }
   } finally {
     await Deno.remove(raw);
   }
+}
+
+async function exec(command: string, args: string[]): Promise<{ code: number; output: string }> {
+  const result = await run(command, args, { allowFailure: true, timeoutMs: 600_000 });
+  return { code: result.code, output: (result.stdout + result.stderr).trim() };
 }
 
 function field(header: string, name: string): string {
@@ -124,10 +148,6 @@ function field(header: string, name: string): string {
 
 /** The read-only checks of tests/_util/snapshot.ts, on the raw copy (not mounted). */
 async function checkFilesystem(raw: string): Promise<ImageCheck> {
-  const exec = async (command: string, args: string[]) => {
-    const result = await run(command, args, { allowFailure: true, timeoutMs: 600_000 });
-    return { code: result.code, output: (result.stdout + result.stderr).trim() };
-  };
   const quick = await exec("fsck", ["-n", raw]);
   const full = await exec("e2fsck", ["-f", "-n", raw]);
   const header = await output("dumpe2fs", ["-h", raw]);
@@ -139,7 +159,7 @@ async function checkFilesystem(raw: string): Promise<ImageCheck> {
   };
 }
 
-async function startOnCopy(datadir: string): Promise<Omit<SnapshotContent, "check">> {
+async function startOnCopy(datadir: string): Promise<Omit<SnapshotContent, "check" | "untouched">> {
   await run("chown", ["-R", "mysql:mysql", datadir]);
   let server;
   try {
