@@ -37,6 +37,7 @@ import {
   rootFrozen,
   settledProbeState,
   startProbe,
+  unitState,
 } from "./_lab/checks.ts";
 import type { Guest } from "./_lab/guest.ts";
 import { collectInfo, compareGuestInfo, type InfoSnapshot } from "./_lab/info.ts";
@@ -366,7 +367,7 @@ async function freezeThawScenario(guest: Guest, kind: AgentKind): Promise<void> 
     // journald writes to the frozen root (persistent journal): does it hold anything up?
     await guest.console.ok("logger -t lab 'logged while / is frozen'");
     await sleep(5000);
-    results.observe(kind, "3. journald while frozen (ps stat)", await journaldState(guest));
+    results.observe(kind, "3. journald state while frozen", await journaldState(guest));
     const ping = await guest.agentCommand("guest-ping", {}, 30);
     answered = ping.ok ? undefined : ping.error;
     statusWhileFrozen = await guest.freezeStatus();
@@ -641,13 +642,8 @@ async function watchAftermath(
   if (firstStatus === "frozen") {
     hostThaw = (await timedVirsh(guest, agent.kind, "domfsthaw")).text;
   } else if (firstStatus === undefined) {
-    evidence = await processStates(guest, "fsfreeze|deno|qemu-ga|ze-agent|systemd-journald") +
-      "\n" +
-      await guest.console.ok(`systemctl status --no-pager -n 20 ${agent.unit} 2>&1 || true`) +
-      "\n" +
-      await guest.console.ok(
-        "for p in $(pgrep -f 'ze-agent|fsfreeze-agent'); do echo \"$p: $(tr '\\0' ' ' </proc/$p/cmdline)\"; cat /proc/$p/stack; done 2>&1 | head -40",
-      );
+    evidence = await processStates(guest, "fsfreeze|deno|qemu-ga|ze-agent|journal", true) +
+      "\n" + await unitState(guest, agent.unit);
   }
   if (agent.autoThaws) {
     const wait = untilDeadline(freeze, AFTER_DEADLINE_S);

@@ -9,7 +9,7 @@
 
 import { HOOK_LOG } from "./agents.ts";
 import type { Guest } from "./guest.ts";
-import { note, poll, sleep } from "./proc.ts";
+import { note, poll, shellQuote, sleep } from "./proc.ts";
 
 /** One call of the test hook. */
 export interface HookCall {
@@ -105,16 +105,41 @@ export async function rootFrozen(guest: Guest, tag: string, timeoutMs = 20_000):
   return (await settledProbeState(guest, tag, timeoutMs)) !== "done";
 }
 
-/** `ps` lines (state, wait channel, command) of the processes whose command matches `pattern`. */
-export async function processStates(guest: Guest, pattern: string): Promise<string> {
+/**
+ * Processes whose name (`comm`) matches the extended regular expression `pattern`: "pid state
+ * wchan comm", and with `stacks` the top of each one's kernel stack. Reads only /proc/PID/comm,
+ * stat, wchan and stack, with shell builtins: `ps` and `pgrep -f` read /proc/PID/cmdline, which
+ * waits for the process's memory map lock, and a process stuck in a page fault on the frozen
+ * root (journald writes its journal files through mmap) holds that lock until the thaw.
+ */
+export async function processStates(
+  guest: Guest,
+  pattern: string,
+  stacks = false,
+): Promise<string> {
   return await guest.console.ok(
-    `ps -eo pid=,stat=,wchan:24=,args= | grep -E -- '${pattern}' | grep -v grep || true`,
+    `re=${shellQuote(pattern)}\n` +
+      "for d in /proc/[0-9]*; do\n" +
+      '  read -r comm 2>/dev/null <"$d/comm" || continue\n' +
+      "  [[ $comm =~ $re ]] || continue\n" +
+      '  read -r stat 2>/dev/null <"$d/stat"; state=${stat##*) }; state=${state%% *}\n' +
+      '  read -r wchan 2>/dev/null <"$d/wchan"\n' +
+      '  echo "${d#/proc/} $state ${wchan:-0} $comm"\n' +
+      (stacks ? '  [ "$state" = D ] && head -n 6 "$d/stack" | sed "s/^/    /"\n' : "") +
+      "done; true",
   );
 }
 
-/** The state letter(s) of systemd-journald. */
+/** The state letter of systemd-journald (`D`: waiting on the frozen root). */
 export async function journaldState(guest: Guest): Promise<string> {
-  return await guest.console.ok("ps -o stat= -C systemd-journald || true");
+  return (await processStates(guest, "^systemd-journal")).split(" ")[1] ?? "";
+}
+
+/** The unit's state from systemd (no process command lines read). */
+export async function unitState(guest: Guest, unit: string): Promise<string> {
+  return (await guest.console.ok(
+    `systemctl show -p ActiveState -p SubState -p Result -p MainPID -p NRestarts ${unit}`,
+  )).replaceAll("\n", " ");
 }
 
 /**
@@ -126,11 +151,12 @@ export async function rescueThaw(guest: Guest, tag: string): Promise<string> {
   const steps: string[] = [];
   const thaw = await guest.virsh(["domfsthaw", guest.name], 90_000);
   steps.push(`domfsthaw: ${(thaw.stdout + thaw.stderr).trim() || thaw.code}`);
-  const direct = await guest.console.run("fsfreeze -u / 2>&1", { timeoutMs: 30_000 });
-  if (direct.code === 0) steps.push("fsfreeze -u / thawed the root");
+  // The rescue console: the command console may be stuck behind the frozen root.
+  const direct = await guest.rescueConsole.run("fsfreeze -u / 2>&1", { timeoutMs: 30_000 });
+  if (direct.code === 0) steps.push("fsfreeze -u / (rescue console) thawed the root");
   if (await rootFrozen(guest, `${tag}-rescue`)) {
     await sleep(2000);
-    await guest.console.run("fsfreeze -u / 2>&1", { timeoutMs: 30_000 });
+    await guest.rescueConsole.run("fsfreeze -u / 2>&1", { timeoutMs: 30_000 });
     if (await rootFrozen(guest, `${tag}-rescue2`)) {
       throw new Error(`cannot thaw the guest: ${steps.join("; ")}`);
     }

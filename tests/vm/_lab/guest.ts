@@ -65,6 +65,10 @@ function domainXml(name: string, image: BaseImage, disk: RunDisk, dir: string): 
       <source mode='bind' path='${path(join(dir, "hvc0.sock"))}'/>
       <target type='virtio' port='0'/>
     </console>
+    <console type='unix'>
+      <source mode='bind' path='${path(join(dir, "hvc1.sock"))}'/>
+      <target type='virtio' port='1'/>
+    </console>
     <channel type='unix'>
       <source mode='bind'/>
       <target type='virtio' name='org.qemu.guest_agent.0'/>
@@ -84,7 +88,13 @@ export class Guest {
   readonly name: string;
   readonly dir: string;
   readonly agent: AgentSetup;
+  /** The command console (hvc0). */
   readonly console: GuestConsole;
+  /**
+   * The rescue console (hvc1): only for thawing when the command console is stuck (a command
+   * that touched the frozen root blocks it until the thaw).
+   */
+  readonly rescueConsole: GuestConsole;
   readonly disk: RunDisk;
   readonly lab: Libvirt;
   #unregister: () => void = () => {};
@@ -96,6 +106,7 @@ export class Guest {
     this.agent = agent;
     this.disk = disk;
     this.console = new GuestConsole(join(dir, "hvc0.sock"));
+    this.rescueConsole = new GuestConsole(join(dir, "hvc1.sock"));
   }
 
   /**

@@ -28,8 +28,10 @@ configure() {
   # Root logs in without a password on the consoles (a throwaway test guest).
   chroot "$root" passwd -dq root
   mkdir -p "$root/var/log/journal"
-  # hvc0 is the lab's command console: systemd starts no getty there by itself.
-  systemctl --root="$root" enable serial-getty@hvc0.service systemd-networkd.service
+  # hvc0 and hvc1 are the lab's command and rescue consoles: systemd starts no getty there by
+  # itself.
+  systemctl --root="$root" enable serial-getty@hvc0.service serial-getty@hvc1.service \
+    systemd-networkd.service
   # Nothing may hold the boot up or run unasked during a test (TCG makes every job slow).
   systemctl --root="$root" mask systemd-networkd-wait-online.service apt-daily.timer \
     apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer \
