@@ -11,6 +11,7 @@
 import type { LocalCommand } from "./src/cli.ts";
 import { createRegistry } from "./src/commands/mod.ts";
 import { type Config, parseConfig, renderConfig, UsageError, usageText } from "./src/config/mod.ts";
+import { errorMessage } from "./src/errors.ts";
 import { createLogger } from "./src/log.ts";
 import { startAgent } from "./src/main_agent.ts";
 import type { ListenEnv } from "./src/transport/mod.ts";
@@ -77,17 +78,18 @@ async function main(argv: string[]): Promise<number> {
       print(renderConfig(parsed.config));
       return 0;
   }
-  const { config, extra, positionals } = parsed;
+  const { config, extra } = parsed;
   const log = createLogger({ level: logLevel(config), logFile: config.logfile });
   const signal = stopSignal();
+  const listenEnv = takeListenEnv();
   if (cli !== undefined && local !== undefined) {
-    return await cli.runLocalCommand(local, config, extra, positionals, { log, print, signal });
+    return await cli.runLocalCommand(local, config, extra, { log, print, signal, listenEnv });
   }
   return await startAgent(config, log, {
-    argv: local ? rest : argv,
+    argv,
     signal,
     detachedChild: extra.detachedChild,
-    listenEnv: takeListenEnv(),
+    listenEnv,
   });
 }
 
@@ -96,8 +98,7 @@ function logLevel(config: Config): "debug" | "info" {
 }
 
 function reportFailure(err: unknown): void {
-  const message = err instanceof Error ? err.message : String(err);
-  printError(`${PROGRAM}: ${message}\n`);
+  printError(`${PROGRAM}: ${errorMessage(err)}\n`);
   if (err instanceof UsageError) {
     printError(`Unknown option, try '${PROGRAM} --help' for more information.\n`);
   }

@@ -216,7 +216,7 @@ elif [ -f "$CONF_TARGET" ]; then
 	if [ -n "$BUILT_CONFIG_SHA" ] && [ "$(sha256_of "$CONF_TARGET")" != "$BUILT_CONFIG_SHA" ]; then
 		warn "$CONF_TARGET is not the config $BINARY was built for"
 	elif [ -z "$BUILT_CONFIG_SHA" ] && grep -Eq \
-		'^[[:space:]]*(method|path|logfile|pidfile|statedir|fsfreeze-hook|fsfreeze-scope)[[:space:]]*=' \
+		'^[[:space:]]*(method|path|logfile|pidfile|daemon|statedir|fsfreeze-hook|fsfreeze-scope)[[:space:]]*=' \
 		"$CONF_TARGET"; then
 		warn "$CONF_TARGET sets keys that change the permissions the agent needs, and the binary was
   built for the defaults: rebuild with 'deno task compile --config $QEMU_ETC/qemu-ga.conf'"

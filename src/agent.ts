@@ -6,6 +6,7 @@
  */
 
 import type { Config } from "./config/mod.ts";
+import { errorMessage } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { type DispatchContext, dispatchMessage, parseErrorLine } from "./protocol/dispatch.ts";
 import { JsonMessageParser } from "./protocol/json.ts";
@@ -42,7 +43,7 @@ export async function runAgent<Ctx extends DispatchContext>(deps: AgentDeps<Ctx>
     } catch (err) {
       if (!deps.config.retryPath) throw err;
       deps.log.warn("failed to initialize guest agent channel, will retry", {
-        error: message(err),
+        error: errorMessage(err),
       });
       await sleep(RETRY_INTERVAL_MS, deps.signal);
       continue;
@@ -53,7 +54,7 @@ export async function runAgent<Ctx extends DispatchContext>(deps: AgentDeps<Ctx>
     } catch (err) {
       if (deps.signal.aborted) return; // stopping: a connection torn down mid-reply is expected
       if (!deps.config.retryPath) throw err;
-      deps.log.warn("agent stopped unexpectedly, restarting...", { error: message(err) });
+      deps.log.warn("agent stopped unexpectedly, restarting...", { error: errorMessage(err) });
       await sleep(RETRY_INTERVAL_MS, deps.signal);
     } finally {
       transport.close();
@@ -132,8 +133,8 @@ export async function serveConnection<Ctx extends DispatchContext>(
  * high-water mark. `gc` exists when the agent runs with `--v8-flags=--expose-gc` (its flags do).
  *
  * Only input that arrived while no message completed counts (a large message, or junk, in
- * progress): ordinary traffic of small requests never triggers it. (Counting every byte made a
- * full GC run after each MiB of `guest-ping`s, which cost time and left RSS ~3 MiB higher.)
+ * progress): ordinary traffic of small requests never triggers it (docs/design.md #21; why not
+ * every byte: bench/README.md).
  */
 class MemoryReclaimer {
   static readonly THRESHOLD_BYTES = 1 << 20;
@@ -165,7 +166,7 @@ async function send(connection: Connection, bytes: Uint8Array, log: Logger): Pro
     await connection.write(bytes);
     return true;
   } catch (err) {
-    log.debug("client gone; reply dropped", { peer: connection.peer, error: message(err) });
+    log.debug("client gone; reply dropped", { peer: connection.peer, error: errorMessage(err) });
     return false;
   }
 }
@@ -177,8 +178,4 @@ function replyBytes(line: string, delimited: boolean): Uint8Array {
   bytes[0] = SYNC_DELIMITER;
   bytes.set(encoded, 1);
   return bytes;
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

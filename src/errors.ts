@@ -7,7 +7,7 @@
  * @module
  */
 
-/** QMP error classes qemu-ga emits (QGA.md §1.3); only these two are used in practice. */
+/** QMP error classes qemu-ga emits (docs/protocol.md, "Requests and replies"). */
 export type QmpErrorClass = "GenericError" | "CommandNotFound";
 
 /** An error meant for the host: carries the QMP error class and the `desc` text. */
@@ -49,6 +49,10 @@ export interface WireError {
 /** Turns anything thrown into the wire shape; unknown errors become `GenericError`. */
 export function toWireError(err: unknown): WireError {
   if (err instanceof AgentError) return { class: err.errorClass, desc: err.message };
-  if (err instanceof Error) return { class: "GenericError", desc: err.message };
-  return { class: "GenericError", desc: String(err) };
+  return { class: "GenericError", desc: errorMessage(err) };
+}
+
+/** The text of anything thrown: an Error's message, or the value as a string. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -3,15 +3,16 @@
  * optional log file.
  *
  * While filesystems are frozen, log file writes are held in memory and written after thaw: a write
- * to a frozen filesystem would block the agent, and then nothing could thaw it (QGA.md §3.4).
- * stderr stays live (journald is a socket, not a file on a freezable filesystem).
+ * to a frozen filesystem would block the agent, and then nothing could thaw it (docs/design.md
+ * #12). stderr stays live (journald is a socket, not a file on a freezable filesystem).
  *
  * This is the only module allowed to write to the console.
  *
  * @module
  */
 
-import { openOwnFile } from "./safe_files.ts";
+import { errorMessage } from "./errors.ts";
+import { openOwnFile, writeAllSync } from "./safe_files.ts";
 
 /** Log levels, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -150,7 +151,7 @@ export class AgentLogger implements Logger {
 
   #writeStderr(line: string): void {
     try {
-      writeAll(this.#stderr, this.#encoder.encode(line));
+      writeAllSync(this.#stderr, this.#encoder.encode(line));
     } catch {
       // stderr gone (closed pipe): logging must never take the agent down.
     }
@@ -159,16 +160,11 @@ export class AgentLogger implements Logger {
   #writeFile(line: string): void {
     if (!this.#file) return;
     try {
-      writeAll(this.#file, this.#encoder.encode(line));
+      writeAllSync(this.#file, this.#encoder.encode(line));
     } catch (err) {
-      this.#writeStderr(`<4>cannot write log file: ${(err as Error).message}\n`);
+      this.#writeStderr(`<4>cannot write log file: ${errorMessage(err)}\n`);
     }
   }
-}
-
-function writeAll(sink: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
-  let offset = 0;
-  while (offset < bytes.length) offset += sink.writeSync(bytes.subarray(offset));
 }
 
 /** Creates the agent logger. */

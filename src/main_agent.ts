@@ -7,18 +7,17 @@
 
 import { runAgent } from "./agent.ts";
 import { createRegistry } from "./commands/mod.ts";
-import { type Config, ConfigError } from "./config/mod.ts";
-import type { FreezeController } from "./fsfreeze/controller.ts";
-import { LazyFreezeController } from "./fsfreeze/lazy_controller.ts";
+import { type Config, ConfigError, writesPidfile } from "./config/mod.ts";
+import { errorMessage } from "./errors.ts";
+import { checkStatedir, LazyFreezeService } from "./fsfreeze/mod.ts";
 import type { AgentLogger } from "./log.ts";
 import { missingPermissions } from "./permission_check.ts";
-import type { SelfCommand } from "./self_exec.ts";
 import { type ListenEnv, openTransport, socketActivation } from "./transport/mod.ts";
-import { checkStatedir } from "./fsfreeze/state.ts";
 import {
   checkDirectory,
   checkOwnFileOrAbsent,
   openOwnFile,
+  removeQuietly,
   UnsafePathError,
 } from "./safe_files.ts";
 import { dirname } from "node:path";
@@ -61,24 +60,13 @@ export async function startAgent(
   const registry = createRegistry();
   registry.setFilters(config.allowRpcs, config.blockRpcs);
   const pidfile = new Pidfile(config, log);
-  // The freeze engine (and libc) load on the first freeze command, or now to recover a cycle.
-  const freezer = new LazyFreezeController(config.statedir, async (): Promise<FreezeController> => {
-    const [{ FreezeController }, { selfCommand }, { loadLibc }] = await Promise.all([
-      import("./fsfreeze/controller.ts"),
-      import("./self_exec.ts"),
-      import("./linux/libc.ts"),
-    ]);
-    loadLibc();
-    return new FreezeController({
-      config,
-      log,
-      spawnWatchdog: (cycle) =>
-        spawnWatchdog(selfCommand(config, ["watchdog", cycle, ...options.argv])),
-      onThawed: () => {
-        log.openFile();
-        pidfile.writeIfDue();
-      },
-    });
+  const freezer = new LazyFreezeService(config, {
+    log,
+    startWatchdog: () => startOwnWatchdog(config, options.argv, log),
+    onThawed: () => {
+      log.openFile();
+      pidfile.writeIfDue();
+    },
   });
   await freezer.recover();
   if (!freezer.frozen) {
@@ -112,9 +100,7 @@ export async function startAgent(
 function checkFileSafety(config: Config): void {
   try {
     checkStatedir(config.statedir);
-    if (config.daemonize || config.pidfileExplicit) {
-      checkFileAndDirectory(config.pidfile, "pidfile");
-    }
+    if (writesPidfile(config)) checkFileAndDirectory(config.pidfile, "pidfile");
     if (config.logfile !== undefined) checkFileAndDirectory(config.logfile, "log file");
   } catch (err) {
     if (err instanceof UnsafePathError) throw new ConfigError(err.message, { cause: err });
@@ -127,17 +113,23 @@ function checkFileAndDirectory(path: string, what: string): void {
   checkOwnFileOrAbsent(path, what);
 }
 
-function spawnWatchdog({ command, args }: SelfCommand): Deno.ChildProcess {
-  const child = new Deno.Command(command, {
-    args,
-    stdin: "null",
-    stdout: "null",
-    stderr: "inherit",
-    // Its own process group: a signal to the agent's group must not take the watchdog with it.
-    detached: true,
-  }).spawn();
-  child.unref();
-  return child;
+/**
+ * Starts the agent's own thaw watchdog (when no systemd unit provides one): a copy of this
+ * program in its own process group, so a signal to the agent's group does not take it along. It
+ * leaves by itself once the agent has gone and no cycle is in force.
+ */
+function startOwnWatchdog(config: Config, argv: readonly string[], log: AgentLogger): void {
+  import("./self_exec.ts").then(({ selfCommand }) => {
+    const { command, args } = selfCommand(config, ["watchdog", ...argv]);
+    const child = new Deno.Command(command, {
+      args,
+      stdin: "null",
+      stdout: "null",
+      stderr: "inherit",
+      detached: true,
+    }).spawn();
+    child.unref();
+  }).catch((err) => log.error("cannot start the thaw watchdog", { error: String(err) }));
 }
 
 async function daemonize(config: Config, argv: readonly string[]): Promise<number> {
@@ -166,7 +158,7 @@ class Pidfile {
   }
 
   writeIfDue(): void {
-    if (this.#written || !(this.#config.daemonize || this.#config.pidfileExplicit)) return;
+    if (this.#written || !writesPidfile(this.#config)) return;
     try {
       const file = openOwnFile(this.#config.pidfile, {
         append: false,
@@ -182,17 +174,12 @@ class Pidfile {
     } catch (err) {
       this.#log.error("cannot write pidfile", {
         path: this.#config.pidfile,
-        error: (err as Error).message,
+        error: errorMessage(err),
       });
     }
   }
 
   remove(): void {
-    if (!this.#written) return;
-    try {
-      Deno.removeSync(this.#config.pidfile);
-    } catch {
-      // already gone
-    }
+    if (this.#written) removeQuietly(this.#config.pidfile);
   }
 }

@@ -3,16 +3,20 @@
  *
  * `deno task compile` bakes these flags into the binary, `deno task start` runs `main.ts` with
  * them, and the end-to-end tests spawn the agent with them: what is tested is what ships.
- * The read permission doubles as the freeze scope (DESIGN.md item 8): a mount point the agent may
- * not read is refused before the FFI `open`.
+ * The read permission doubles as the freeze scope (docs/design.md #8): a mount point the agent may
+ * not read is refused before the FFI `open`. What a channel needs comes from its transport's
+ * declaration (src/transport/methods.ts); the start-up check (permission_check.ts) queries
+ * exactly this set.
  *
  * @module
  */
 
-import type { Config } from "./config/mod.ts";
+import { type Config, writesPidfile } from "./config/mod.ts";
 import { SHUTDOWN_PROGRAM } from "./commands/system/shutdown.ts";
 import { LIBC_CANDIDATES } from "./linux/libc.ts";
-import { unixSocketTempPath } from "./transport/socket_path.ts";
+import { findTransportMethod } from "./transport/methods.ts";
+import { unixSocketTempPath } from "./transport/socket.ts";
+import { statePaths } from "./fsfreeze/mod.ts";
 
 /** The permission set as lists (for tests and the README), before it is rendered as flags. */
 export interface PermissionSet {
@@ -22,7 +26,7 @@ export interface PermissionSet {
   ffi: string[];
   env: string[];
   /** `--allow-sys` API names. */
-  sys: string[];
+  sys: SysApi[];
   net: string[];
   /** `--unstable-vsock` is needed for the vsock transport. */
   unstableVsock: boolean;
@@ -50,11 +54,23 @@ export function denoRunOptions(): PermissionOptions {
   };
 }
 
+/**
+ * The options this process was given its set with: a compiled binary starts its watchdog from
+ * itself and carries its modules; under `deno run` (the launcher form too) it is
+ * {@link denoRunOptions}.
+ */
+export function currentOptions(): PermissionOptions {
+  return Deno.build.standalone ? { selfExecutable: Deno.execPath() } : denoRunOptions();
+}
+
 /** Environment variables the agent reads. */
 export const AGENT_ENV_VARS: readonly string[] = ["QGA_CONF", "LISTEN_FDS", "LISTEN_PID"];
 
 /** Deno system-information APIs the agent calls (`guest-get-host-name`, network interfaces). */
-export const AGENT_SYS_APIS: readonly string[] = ["hostname", "networkInterfaces", "uid"];
+export const AGENT_SYS_APIS: readonly SysApi[] = ["hostname", "networkInterfaces", "uid"];
+
+/** A Deno system-information API name (`--allow-sys`). */
+export type SysApi = NonNullable<Deno.SysPermissionDescriptor["kind"]>;
 
 /** Read-only system paths the agent needs besides the freeze scope. */
 const SYSTEM_READ_PATHS: readonly string[] = [
@@ -81,14 +97,16 @@ export function permissionSet(config: Config, options: PermissionOptions): Permi
   const write = new Set<string>([config.statedir]);
   const run = new Set<string>([options.selfExecutable, SHUTDOWN_PROGRAM]);
   if (options.sourceDir !== undefined) read.add(options.sourceDir);
-  const net: string[] = [];
   if (config.fsfreezeHook !== undefined) {
     read.add(config.fsfreezeHook); // stat() for the ownership check
     run.add(config.fsfreezeHook);
   }
   if (config.logfile !== undefined) write.add(config.logfile);
-  write.add(config.pidfile);
-  addChannelPaths(config, read, write, net);
+  if (writesPidfile(config)) write.add(config.pidfile);
+  // An unknown method needs nothing: the agent refuses it when it opens the channel.
+  const channel = findTransportMethod(config.method)?.permissions(config.path);
+  for (const path of channel?.read ?? []) read.add(path);
+  for (const path of channel?.write ?? []) write.add(path);
   return {
     read: [...read],
     write: [...write],
@@ -96,37 +114,35 @@ export function permissionSet(config: Config, options: PermissionOptions): Permi
     ffi: [...LIBC_CANDIDATES],
     env: [...AGENT_ENV_VARS],
     sys: [...AGENT_SYS_APIS],
-    net,
-    unstableVsock: config.method === "vsock-listen",
+    net: [...channel?.net ?? [], ...watchdogSocket(config)],
+    unstableVsock: channel?.unstableVsock ?? false,
   };
 }
 
-function addChannelPaths(
-  config: Config,
-  read: Set<string>,
-  write: Set<string>,
-  net: string[],
-): void {
-  switch (config.method) {
-    case "unix-listen":
-      // The socket is bound under a temporary name and renamed into place (owner-only, atomic).
-      // Deno asks for net permission on unix socket paths as well as read/write.
-      for (const path of [config.path, unixSocketTempPath(config.path)]) {
-        read.add(path);
-        write.add(path);
-        net.push(`unix:${path}`);
-      }
-      return;
-    case "vsock-listen":
-      net.push(`vsock:${config.path}`);
-      return;
-    default:
-      read.add(config.path);
-      write.add(config.path);
-  }
+/** The set as the descriptors `Deno.permissions` queries, one per entry. */
+export function permissionDescriptors(set: PermissionSet): Deno.PermissionDescriptor[] {
+  return [
+    ...set.read.map((path): Deno.PermissionDescriptor => ({ name: "read", path })),
+    ...set.write.map((path): Deno.PermissionDescriptor => ({ name: "write", path })),
+    ...set.run.map((command): Deno.PermissionDescriptor => ({ name: "run", command })),
+    ...set.ffi.map((path): Deno.PermissionDescriptor => ({ name: "ffi", path })),
+    ...set.env.map((variable): Deno.PermissionDescriptor => ({ name: "env", variable })),
+    ...set.sys.map((kind): Deno.PermissionDescriptor => ({ name: "sys", kind })),
+    ...set.net.map((host): Deno.PermissionDescriptor => ({ name: "net", host })),
+  ];
 }
 
-export { unixSocketTempPath };
+
+/**
+ * The thaw watchdog's socket in the state dir (read and write come with the state dir): the agent
+ * connects to it, the watchdog (the same program, the same permissions) listens on it. Only a
+ * configuration with an auto-thaw deadline has a watchdog.
+ */
+function watchdogSocket(config: Config): string[] {
+  if (config.fsfreezeTimeout <= 0) return [];
+  const path = statePaths(config.statedir).watchdogSocket;
+  return [`unix:${path}`, `unix:${unixSocketTempPath(path)}`];
+}
 
 /**
  * V8 flags the agent runs with (not permissions, but part of the same one definition of how the

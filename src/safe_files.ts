@@ -1,6 +1,6 @@
 /**
  * How the agent (and its watchdog) create files, so that an entry planted beforehand is never
- * followed or reused (docs/design.md, "files the agent writes"):
+ * followed or reused (docs/design.md #13):
  * - a file replaced whole (state, report) is written to an exclusively created temp file
  *   (`O_CREAT|O_EXCL`, which never follows a symlink) and renamed into place (a rename replaces
  *   a symlink itself, never its target); a stale entry at the temp name is unlinked first;
@@ -18,8 +18,9 @@ export class UnsafePathError extends Error {
   override name = "UnsafePathError";
 }
 
+import { errorMessage } from "./errors.ts";
 import { SyscallError } from "./linux/errno.ts";
-import { lstat, stat } from "./linux/libc.ts";
+import { lstat, stat } from "./linux/files.ts";
 import { type FileType, fileType } from "./linux/structs.ts";
 
 const encoder = new TextEncoder();
@@ -41,7 +42,7 @@ export function checkDirectory(dir: string, what: string): void {
   try {
     info = entryAt(dir, true);
   } catch (err) {
-    throw new UnsafePathError(`${what} ${dir}: ${(err as Error).message}`, { cause: err });
+    throw new UnsafePathError(`${what} ${dir}: ${errorMessage(err)}`, { cause: err });
   }
   if (info === undefined) throw new UnsafePathError(`${what} ${dir} does not exist`);
   if (info.type !== "directory") throw new UnsafePathError(`${what} ${dir} is not a directory`);
@@ -184,12 +185,14 @@ export function openOwnFile(
   return Deno.openSync(path, { write: true, append, truncate: !append });
 }
 
-function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+/** Writes every byte of `bytes` to a synchronous sink (a file, stderr), which may take fewer. */
+export function writeAllSync(sink: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
   let offset = 0;
-  while (offset < bytes.length) offset += file.writeSync(bytes.subarray(offset));
+  while (offset < bytes.length) offset += sink.writeSync(bytes.subarray(offset));
 }
 
-function removeQuietly(path: string): void {
+/** Removes `path` if it can; a missing entry (or any failure) is left as it is. */
+export function removeQuietly(path: string): void {
   try {
     Deno.removeSync(path);
   } catch {

@@ -10,7 +10,9 @@ import {
   checkDirectory,
   checkOwnFileOrAbsent,
   openOwnFile,
+  removeQuietly,
   UnsafePathError,
+  writeAllSync,
   writeFileAtomic,
 } from "../src/safe_files.ts";
 
@@ -140,4 +142,26 @@ Deno.test("checkDirectory() refuses a directory others may write unless sticky, 
     () => checkDirectory(`${ws.dir}/missing`, "pidfile directory"),
     isUnsafe(/does not exist$/),
   );
+});
+
+Deno.test("writeAllSync() writes every byte to a sink that takes a few at a time", () => {
+  const written: number[] = [];
+  const sink = {
+    writeSync(bytes: Uint8Array): number {
+      const taken = bytes.subarray(0, 3);
+      written.push(...taken);
+      return taken.length;
+    },
+  };
+  writeAllSync(sink, new Uint8Array([1, 2, 3, 4, 5, 6, 7]));
+  assert.deepEqual(written, [1, 2, 3, 4, 5, 6, 7]);
+});
+
+Deno.test("removeQuietly() removes an entry and ignores one that is gone", async () => {
+  await using ws = await workspace();
+  const path = `${ws.dir}/entry`;
+  await Deno.writeTextFile(path, "x");
+  removeQuietly(path);
+  await assert.rejects(Deno.lstat(path), Deno.errors.NotFound);
+  removeQuietly(path);
 });

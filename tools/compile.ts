@@ -12,14 +12,15 @@
  * that is impossible, `DENORT_BIN` (or `DENORT_BIN_<ARCH>`) names a local copy. Without either the
  * build stops with a message that says so ({@link denortMessage}).
  *
- * This module never touches the agent's code: it imports only the configuration parser and the
- * permission set.
+ * This module never runs the agent's code: it imports only the configuration parser, the
+ * permission set and the error-text helper.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { type Config, ConfigError, parseConfig, UsageError } from "../src/config/mod.ts";
+import { errorMessage } from "../src/errors.ts";
 import { permissionFlags, type PermissionSet, permissionSet } from "../src/permissions.ts";
 
 /** The architectures we release for, with their Rust target triples. */
@@ -382,7 +383,7 @@ function readConfigFile(path: string | undefined): string | undefined {
           ` file into it, or run tools/compile.ts with --allow-read=.,${path}`,
       );
     }
-    throw new CompileUsageError(`cannot read --config ${path}: ${(error as Error).message}`);
+    throw new CompileUsageError(`cannot read --config ${path}: ${errorMessage(error)}`);
   }
 }
 
@@ -394,7 +395,7 @@ function readElfArch(path: string): Arch | string | undefined {
     return elfArch(header.subarray(0, read));
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) return undefined; // deno compile still checks it exists
-    return `unreadable (${(error as Error).message})`;
+    return `unreadable (${errorMessage(error)})`;
   }
 }
 
@@ -594,7 +595,7 @@ if (import.meta.main) {
     code = await main(Deno.args);
   } catch (error) {
     if (error instanceof CompileUsageError || isParseArgsError(error)) {
-      err(`compile: ${(error as Error).message}\n\n${USAGE}`);
+      err(`compile: ${errorMessage(error)}\n\n${USAGE}`);
       code = 2;
     } else {
       throw error;

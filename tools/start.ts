@@ -9,7 +9,7 @@
 import { isLocalCommand } from "../src/cli.ts";
 import { DEFAULTS, parseConfig, type ParseResult } from "../src/config/mod.ts";
 import { agentFlags, denoRunOptions } from "../src/permissions.ts";
-import { isUnder } from "../src/fsfreeze/select.ts";
+import { isUnder } from "../src/fsfreeze/selection.ts";
 import { readConfigFile } from "../src/config/read.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;

@@ -1,6 +1,6 @@
 /**
  * The protocol's own commands: `guest-sync`, `guest-sync-delimited`, `guest-ping`, `guest-info`
- * (QGA.md §1.4).
+ * (docs/protocol.md, "The protocol commands").
  *
  * @module
  */

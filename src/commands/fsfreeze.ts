@@ -1,10 +1,10 @@
 /**
- * The freeze commands (QGA.md §4) and our report command (DESIGN.md item 11).
+ * The freeze commands (docs/design.md #3–8) and our report command (docs/design.md #11).
  *
  * @module
  */
 
-import type { FreezeService } from "../fsfreeze/lazy_controller.ts";
+import type { FreezeService } from "../fsfreeze/mod.ts";
 import type { DispatchContext } from "../protocol/dispatch.ts";
 import type { Registry } from "../protocol/registry.ts";
 

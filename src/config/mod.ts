@@ -1,6 +1,7 @@
 /**
- * The agent's configuration: qemu-ga's options and `[general]` keys (QGA.md §3), plus our own
- * settings (DESIGN.md) in the same file and as long options.
+ * The agent's configuration: qemu-ga's options and `[general]` keys, plus our own settings
+ * (docs/design.md) in the same file and as long options. What each transport method accepts is
+ * declared in src/transport/methods.ts.
  *
  * {@link parseConfig} is pure: it takes argv, the environment and a file reader, and returns what
  * to do; it throws {@link UsageError} or {@link ConfigError} and never prints or exits.
@@ -8,6 +9,9 @@
  * @module
  */
 
+import { findTransportMethod, type Method } from "../transport/methods.ts";
+import { errorMessage } from "../errors.ts";
+import { ConfigError } from "./config_error.ts";
 import { getoptLong, type OptionSpec, type ParsedOption, UsageError } from "./getopt.ts";
 import {
   escapeKeyFileString,
@@ -19,18 +23,19 @@ import {
   renderKeyFileGroup,
 } from "./keyfile.ts";
 
-export { UsageError };
+export { ConfigError, UsageError };
 
-/** The transports qemu-ga knows. */
-export type Method = "virtio-serial" | "isa-serial" | "unix-listen" | "vsock-listen";
-const METHODS: readonly Method[] = ["virtio-serial", "isa-serial", "unix-listen", "vsock-listen"];
+/** The default `-p` of a device method, as its declaration says. */
+function defaultPath(method: Method): string {
+  return findTransportMethod(method)?.defaultPath ?? "";
+}
 
 /** Built-in defaults (production paths). */
 export const DEFAULTS = {
   configPath: "/etc/qemu/qemu-ga.conf",
   fsfreezeHook: "/etc/qemu/fsfreeze-hook",
-  virtioSerialPath: "/dev/virtio-ports/org.qemu.guest_agent.0",
-  isaSerialPath: "/dev/ttyS0",
+  virtioSerialPath: defaultPath("virtio-serial"),
+  isaSerialPath: defaultPath("isa-serial"),
   pidfile: "/run/fsfreeze-agent.pid",
   statedir: "/run",
   fsfreezeHookTimeout: 60,
@@ -46,7 +51,7 @@ export interface Config {
   /** The config file was named with `-c` (then it must exist). */
   configRequired: boolean;
   daemonize: boolean;
-  /** As given; validated by {@link validateMethod} when the channel opens (as qemu-ga). */
+  /** As given; checked against the transport declarations when the channel opens (as qemu-ga). */
   method: string;
   /** Device or socket path (`<cid>:<port>` for vsock); defaulted per method. */
   path: string;
@@ -88,11 +93,6 @@ export interface ExtraFlags {
   json: boolean;
   /** Internal: this process is the copy that `-d` started. */
   detachedChild: boolean;
-}
-
-/** A configuration that cannot be used; qemu-ga exits 1 with this text. */
-export class ConfigError extends Error {
-  override name = "ConfigError";
 }
 
 /** How {@link parseConfig} reads the config file: returns `undefined` when it does not exist. */
@@ -317,7 +317,7 @@ function loadConfigFile(config: Config, readTextFile: ReadTextFile): void {
   try {
     text = readTextFile(config.configPath);
   } catch (err) {
-    throw configLoadError(config.configPath, (err as Error).message);
+    throw configLoadError(config.configPath, errorMessage(err));
   }
   if (text === undefined) {
     if (config.configRequired) {
@@ -352,19 +352,23 @@ function configLoadError(path: string, message: string): ConfigError {
   return new ConfigError(`error loading configuration from path: ${path}, ${message}`);
 }
 
+/** Fills in the method's default `-p`; an unknown method is left for the channel to refuse. */
 function finishPath(config: Config): void {
   if (config.path !== "") return;
-  if (config.method === "virtio-serial") config.path = DEFAULTS.virtioSerialPath;
-  else if (config.method === "isa-serial") config.path = DEFAULTS.isaSerialPath;
-  else if (config.method === "unix-listen" || config.method === "vsock-listen") {
+  const method = findTransportMethod(config.method);
+  if (method === undefined) return;
+  if (method.defaultPath === undefined) {
     throw new ConfigError("must specify a path for this channel");
   }
+  config.path = method.defaultPath;
 }
 
-/** Checks the transport method (qemu-ga does this when it opens the channel, after `-D`). */
-export function validateMethod(method: string): Method {
-  if ((METHODS as readonly string[]).includes(method)) return method as Method;
-  throw new ConfigError(`unsupported channel method/type: ${method}`);
+/**
+ * Whether the agent writes its pidfile: when daemonizing (as qemu-ga) or when one was named
+ * (docs/design.md #19). Only then is it checked, granted and written.
+ */
+export function writesPidfile(config: Config): boolean {
+  return config.daemonize || config.pidfileExplicit;
 }
 
 /** The `-D` output: a `[general]` key file of the effective configuration. */
@@ -393,17 +397,6 @@ export function renderConfig(config: Config): string {
     ["vsock-allowed-cids", config.vsockAllowedCids.join(",")],
   );
   return renderKeyFileGroup("general", entries);
-}
-
-/** Parses `<cid>:<port>` for vsock-listen. */
-export function parseVsockAddress(path: string): { cid: number; port: number } {
-  const match = /^(\d{1,10}):(\d{1,10})$/.exec(path);
-  const cid = Number(match?.[1]);
-  const port = Number(match?.[2]);
-  if (!match || cid > 0xffffffff || port > 0xffffffff) {
-    throw new ConfigError(`invalid vsock address '${path}', expected <cid>:<port>`);
-  }
-  return { cid, port };
 }
 
 /** The `--help` text. */

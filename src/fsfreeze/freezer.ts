@@ -4,28 +4,23 @@
  * layer owns those).
  *
  * Concurrency: each FIFREEZE of a concurrent wave runs on a blocking thread of Deno's pool
- * (libc.ts `fifreezeOffThread`, a nonblocking FFI call), up to `concurrency` at a time, while the
- * event loop waits. Such a call cannot report errno (it stays on its thread), so a FIFREEZE that
- * failed there is repeated on the calling thread, which reads why (EBUSY, EOPNOTSUPP, EPERM fail
- * again at once; a failure that does not repeat freezes the mount, as a later attempt would
- * have). Mounts are handed out through a claim counter; the first failure closes it, so no mount
- * is started after it. A lone mount, or concurrency 1, is frozen synchronously on the calling
- * thread.
+ * (linux/freeze.ts `fifreezeOffThread`, a nonblocking FFI call), up to `concurrency` at a time,
+ * while the event loop waits. Such a call cannot report errno (it stays on its thread), so a
+ * FIFREEZE that failed there is repeated on the calling thread, which reads why (EBUSY,
+ * EOPNOTSUPP, EPERM fail again at once; a failure that does not repeat freezes the mount, as a
+ * later attempt would have). Mounts are handed out through a claim counter; the first failure
+ * closes it, so no mount is started after it. A lone mount, or concurrency 1, is frozen
+ * synchronously on the calling thread.
  *
- * Why threads and not Workers (the previous design): a thread of the pool costs tens of
- * microseconds to start and almost no memory; a Worker cost ~25 ms of CPU and ~9 MiB RSS, most of
- * which stayed with the process after it ended. Measured with bench/ on the 2-vCPU development
- * VM, 32 ext4 loop mounts on one virtio disk, each with 16 MiB written just before (dirty), then
- * clean: sequential 2241 ms dirty / ~860 ms clean; 7 Workers + calling thread 1543 / ~130 ms and
- * +65 MiB RSS; pool threads at concurrency 8: 1294 / 5-40 ms; at 32: 1107 / 4-43 ms, +1 MiB.
- * FIFREEZE latency is dominated by device flushes (here: journal commits of the disk holding the
- * images, which concurrent freezes share), so concurrency helps clean filesystems too.
+ * Why pool threads rather than Workers: docs/design.md #24 and #31; the measurements are in
+ * bench/README.md.
  *
  * @module
  */
 
 import { Errno, SyscallError } from "../linux/errno.ts";
-import { close, fifreeze, fifreezeOffThread, fithaw, O_RDONLY, open } from "../linux/libc.ts";
+import { closeQuietly, O_RDONLY, open } from "../linux/fd.ts";
+import { fifreeze, fifreezeOffThread, fithaw } from "../linux/freeze.ts";
 
 /** What happened to one mount's FIFREEZE. */
 export type FreezeOutcome =
@@ -150,14 +145,6 @@ function openFailure(mountPoint: string, err: SyscallError, durationMs: number):
 
 function errnoFields(err: SyscallError): { errno: number; code: string; text: string } {
   return { errno: err.errno, code: err.code, text: err.text };
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    close(fd);
-  } catch {
-    // Nothing to do about a failed close of a read-only directory fd.
-  }
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
- * Runs the fsfreeze hook (the program named by `-F`) under our contract (DESIGN.md items 1, 2, 9):
- * the file is checked before it runs; it runs as `hook freeze|thaw` in its own session (qemu-ga
+ * Runs the fsfreeze hook (the program named by `-F`) under our contract (docs/design.md #1, #2,
+ * #9): the file is checked before it runs; it runs as `hook freeze|thaw` in its own session (qemu-ga
  * calls `setsid()`), cwd `/`, stdin `/dev/null`, no shell; a deadline kills its whole process
  * group (SIGTERM, then SIGKILL after a grace period); its output is captured, bounded, without
  * ever waiting for pipe EOF after it exits, because a background child may hold the pipes open.
@@ -13,8 +13,8 @@
  * @module
  */
 
-import { getuid, kill, Signal, SyscallError } from "../linux/libc.ts";
-import { Errno, errnoNumber, strerror } from "../linux/errno.ts";
+import { getuid, kill, Signal } from "../linux/process.ts";
+import { Errno, errnoNumber, strerror, SyscallError } from "../linux/errno.ts";
 
 /** The argument a hook receives. */
 export type HookPhase = "freeze" | "thaw";
@@ -171,7 +171,8 @@ export function hookSucceeded(r: HookResult): boolean {
 }
 
 /**
- * The `GenericError` desc for a failed hook: qemu-ga's texts (QGA.md §4.5) for exec failures,
+ * The `GenericError` desc for a failed hook: qemu-ga's texts (docs/protocol.md, "Freeze error
+ * texts") for exec failures,
  * non-zero exits and signals; our own for a deadline or cancellation (qemu-ga has none).
  * @throws {RangeError} for a result that succeeded
  */

@@ -1,13 +1,13 @@
 /**
  * The mount table as qemu-ga reads it: `/proc/self/mountinfo` parsed into entries, qemu-ga's
- * choice of freezable mounts (`build_fs_mount_list`, QGA.md §4.1), and our exclusions
- * (`fsfreeze-exclude`, DESIGN.md item 8). Pure functions plus one reader; no ordering (deps.ts)
+ * choice of freezable mounts (`build_fs_mount_list`, docs/design.md #23), and our exclusions
+ * (`fsfreeze-exclude`, docs/design.md #8). Pure functions plus one reader; no ordering (deps.ts)
  * and no freezing (freezer.ts) here.
  *
  * @module
  */
 
-import { major, minor, readTextFileRaw, stat } from "../linux/libc.ts";
+import { major, minor, readTextFileRaw, stat } from "../linux/files.ts";
 import { fileType } from "../linux/structs.ts";
 
 /** A block device number. */
@@ -93,7 +93,15 @@ export function parseMountinfo(text: string): MountEntry[] {
  * @throws {SyscallError} when it cannot be read
  */
 export function readMountinfo(): MountEntry[] {
-  return parseMountinfo(readTextFileRaw(MOUNTINFO_PATH));
+  return parseMountinfo(readMountinfoText());
+}
+
+/**
+ * The text of `/proc/self/mountinfo` (through libc, as {@link readMountinfo}).
+ * @throws {SyscallError} when it cannot be read
+ */
+export function readMountinfoText(): string {
+  return readTextFileRaw(MOUNTINFO_PATH);
 }
 
 /**

@@ -1,14 +1,15 @@
 /**
- * The report of a freeze cycle (DESIGN.md item 11): per hook run (path, phase, exit, duration,
- * output tail), per mount (frozen / skipped and why / failed with errno, durations) and who thawed.
- * Served by the report command, printed by `fsfreeze-agent status`, and kept in the state directory
- * (written only when nothing is frozen).
+ * The report of a freeze cycle (docs/design.md #11): per hook run (path, phase, exit,
+ * duration, output tail), per mount (frozen / skipped and why / failed with errno, durations) and
+ * who thawed; how its parts are assembled from the outcomes. Served by the report command, printed
+ * by `fsfreeze-agent status`, and kept in the state directory (state.ts).
  *
  * @module
  */
 
+import type { FreezeOutcome, ThawOutcome } from "./freezer.ts";
 import type { HookResult } from "./hook.ts";
-import { writeFileAtomic } from "../safe_files.ts";
+import type { FrozenState } from "./state.ts";
 
 /** Who ended a cycle. */
 export type ThawedBy =
@@ -131,18 +132,94 @@ function ms(us: number): string {
   return (us / 1000).toFixed(3);
 }
 
-/** Saves the report (call only when nothing is frozen). */
-export function saveReport(path: string, report: CycleReport): void {
-  writeFileAtomic(path, JSON.stringify(report, null, 2) + "\n");
+/** A freeze outcome as a report entry; `mounts` gives the fs type. */
+export function mountReport(
+  outcome: FreezeOutcome,
+  mounts: readonly { mountPoint: string; fsType: string }[],
+): MountReport {
+  const fsType = mounts.find((m) => m.mountPoint === outcome.mountPoint)?.fsType;
+  const base = {
+    mountPoint: outcome.mountPoint,
+    ...(fsType ? { fsType } : {}),
+    freezeUs: micros(outcome.durationMs),
+  };
+  switch (outcome.status) {
+    case "frozen":
+      return { ...base, status: "frozen" };
+    case "skipped":
+      return {
+        ...base,
+        status: "skipped",
+        reason: outcome.code === "EBUSY" ? "already frozen" : "filesystem cannot freeze",
+        errno: outcome.errno,
+        code: outcome.code,
+      };
+    case "failed":
+      return {
+        ...base,
+        status: "failed",
+        reason: `${outcome.step}: ${outcome.text}`,
+        errno: outcome.errno,
+        code: outcome.code,
+      };
+  }
 }
 
-/** Loads the saved report, if any. */
-export function loadReport(path: string): CycleReport | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(path)) as CycleReport;
-  } catch {
-    return undefined;
+/** What ending a cycle did, for {@link thawedReport}. */
+export interface ThawDone {
+  by: ThawedBy;
+  at: number;
+  count: number;
+  outcomes: readonly ThawOutcome[];
+  durationUs: number;
+  hook: HookReport | undefined;
+  hookFailure: string | undefined;
+}
+
+/** The report of a cycle once it ended: `base` plus the thaw. */
+export function thawedReport(base: CycleReport, thaw: ThawDone): CycleReport {
+  return {
+    ...base,
+    state: base.state === "failed" ? "failed" : "thawed",
+    hooks: thaw.hook ? [...base.hooks, thaw.hook] : base.hooks,
+    mounts: mergeThaw(base, thaw.outcomes),
+    thaw: {
+      by: thaw.by,
+      at: new Date(thaw.at).toISOString(),
+      count: thaw.count,
+      durationUs: thaw.durationUs,
+      ...(thaw.hookFailure ? { warning: `thaw hook failed: ${thaw.hookFailure}` } : {}),
+    },
+  };
+}
+
+function mergeThaw(report: CycleReport, outcomes: readonly ThawOutcome[]): MountReport[] {
+  const mounts = report.mounts.map((m) => ({ ...m }));
+  for (const outcome of outcomes) {
+    let entry = mounts.find((m) => m.mountPoint === outcome.mountPoint);
+    if (!entry) {
+      if (!outcome.thawed) continue; // thawing an unfrozen mount is no news
+      entry = { mountPoint: outcome.mountPoint, status: "not-frozen" };
+      mounts.push(entry);
+    }
+    entry.thawed = outcome.thawed;
+    entry.thawUs = micros(outcome.durationMs);
   }
+  return mounts;
+}
+
+/** A report for a cycle whose freeze side is unknown (the agent that froze is gone). */
+export function emptyReport(state: FrozenState): CycleReport {
+  return {
+    cycle: state.cycle,
+    command: "guest-fsfreeze-freeze",
+    startedAt: new Date(state.startedAt).toISOString(),
+    state: "frozen",
+    frozenCount: state.mounts.length,
+    deadline: state.deadline === null ? null : new Date(state.deadline).toISOString(),
+    hooks: [],
+    mounts: state.mounts.map((mountPoint) => ({ mountPoint, status: "frozen" })),
+  };
 }
 
 /** A human-readable rendering for `fsfreeze-agent status`. */

@@ -1,24 +1,35 @@
 /**
- * The crash-safe freeze state in the state directory.
+ * The crash-safe freeze state in the state directory, and the lock that serializes everyone who
+ * acts on it.
  *
  * `qga.state.isfrozen` exists exactly while a freeze cycle is in force (qemu-ga checks only its
- * existence; we also record the cycle in it as JSON: which mounts, when, the auto-thaw deadline).
- * Whoever thaws first *claims* the cycle by renaming it to `qga.state.isfrozen.thawing` — an atomic
- * rename has one winner, so the agent, its watchdog and the local `thaw` command never both run the
- * thaw hook. The claim file is removed when the thaw is complete; finding it at start-up means a
- * thaw was interrupted, which is treated like frozen.
+ * existence; we also record the cycle in it as JSON: which mounts, when, the auto-thaw deadline,
+ * the hook owed its `thaw`). The agent, its watchdog and the local `thaw` command act on a cycle
+ * only while holding `fsfreeze-agent.lock` (flock(2)): whoever holds it ends the cycle and removes
+ * the file; the others, once they get the lock, find no cycle. The kernel drops the lock of a
+ * process that dies, so a successor never waits on a dead holder, and a cycle whose ender died
+ * half-way is still recorded and is ended by the next one (a `thawHookStarted` mark keeps the thaw
+ * hook from running twice).
  *
  * @module
  */
 
+import { close } from "../linux/fd.ts";
+import { flock, fstat, LOCK_EX, LOCK_NB, openLockFile } from "../linux/locks.ts";
+import { fileType } from "../linux/structs.ts";
 import { checkDirectory, checkOwnFileOrAbsent, writeFileAtomic } from "../safe_files.ts";
+import type { CycleReport } from "./report.ts";
 
 /** The state file name, as qemu-ga's. */
 export const STATE_FILE = "qga.state.isfrozen";
-/** The claimed (thaw in progress) state file. */
-export const CLAIM_FILE = "qga.state.isfrozen.thawing";
+/** Where an earlier version kept a cycle it was thawing; found at start-up, it means frozen. */
+export const LEGACY_CLAIM_FILE = "qga.state.isfrozen.thawing";
 /** The last cycle's report. */
 export const REPORT_FILE = "fsfreeze-agent.report.json";
+/** The lock held while a cycle is started or ended. */
+export const LOCK_FILE = "fsfreeze-agent.lock";
+/** The watchdog's socket. */
+export const WATCHDOG_SOCKET = "fsfreeze-agent.watchdog.sock";
 
 /** What the state file records. */
 export interface FrozenState {
@@ -33,17 +44,19 @@ export interface FrozenState {
   deadline: number | null;
   /** The hook whose `freeze` ran (or is running): it is owed exactly one `thaw`. */
   hook: string | null;
-  /** Mount points to thaw: planned before FIFREEZE, narrowed to the frozen ones afterwards. */
+  /** Mount points planned for FIFREEZE (a thaw also covers every mount in scope). */
   mounts: string[];
-  /** The watchdog process, if one was started. */
-  watchdogPid: number | null;
+  /** Set by whoever ends the cycle just before it runs the thaw hook: it never runs twice. */
+  thawHookStarted?: boolean;
 }
 
-/** Paths of the state files in a state directory. */
+/** Paths of the files in a state directory. */
 export interface StatePaths {
   state: string;
-  claim: string;
+  legacyClaim: string;
   report: string;
+  lock: string;
+  watchdogSocket: string;
 }
 
 /** The state file paths for `statedir`. */
@@ -51,8 +64,10 @@ export function statePaths(statedir: string): StatePaths {
   const dir = statedir.endsWith("/") ? statedir.slice(0, -1) : statedir;
   return {
     state: `${dir}/${STATE_FILE}`,
-    claim: `${dir}/${CLAIM_FILE}`,
+    legacyClaim: `${dir}/${LEGACY_CLAIM_FILE}`,
     report: `${dir}/${REPORT_FILE}`,
+    lock: `${dir}/${LOCK_FILE}`,
+    watchdogSocket: `${dir}/${WATCHDOG_SOCKET}`,
   };
 }
 
@@ -65,18 +80,113 @@ export function checkStatedir(statedir: string): void {
   checkDirectory(statedir, "state directory");
   const paths = statePaths(statedir);
   checkOwnFileOrAbsent(paths.state, "state file");
-  checkOwnFileOrAbsent(paths.claim, "state file");
+  checkOwnFileOrAbsent(paths.legacyClaim, "state file");
   checkOwnFileOrAbsent(paths.report, "report file");
+  checkOwnFileOrAbsent(paths.lock, "lock file");
 }
 
-/** Records the cycle (creating or replacing the state file). */
-export function writeState(paths: StatePaths, state: FrozenState): void {
-  writeFileAtomic(paths.state, JSON.stringify(state) + "\n");
+/** A held cycle lock. */
+export interface CycleLock {
+  release(): void;
+}
+
+/** What the freeze engine keeps in the state directory (a fake in the policy's unit tests). */
+export interface StateStore {
+  readonly paths: StatePaths;
+  /** The recorded cycle, if any. */
+  read(): FrozenState | undefined;
+  /** Whether a cycle is recorded (an lstat: never touches contents, as qemu-ga). */
+  exists(): boolean;
+  write(state: FrozenState): void;
+  remove(): void;
+  /** Takes the cycle lock if nobody holds it. */
+  tryLock(): CycleLock | undefined;
+  loadReport(): CycleReport | undefined;
+  saveReport(report: CycleReport): void;
+  /** Whether the state directory is on one of these (frozen) mounts' filesystems. */
+  onFilesystemOf(mounts: readonly string[]): boolean;
+}
+
+/** The state store on files (the real one). */
+export class FileStateStore implements StateStore {
+  readonly paths: StatePaths;
+  readonly #statedir: string;
+
+  constructor(statedir: string) {
+    this.paths = statePaths(statedir);
+    this.#statedir = statedir;
+  }
+
+  read(): FrozenState | undefined {
+    return readState(this.paths.state) ?? readState(this.paths.legacyClaim);
+  }
+
+  exists(): boolean {
+    return lexists(this.paths.state) || lexists(this.paths.legacyClaim);
+  }
+
+  write(state: FrozenState): void {
+    writeFileAtomic(this.paths.state, JSON.stringify(state) + "\n");
+    removeIfExists(this.paths.legacyClaim);
+  }
+
+  remove(): void {
+    removeIfExists(this.paths.state);
+    removeIfExists(this.paths.legacyClaim);
+  }
+
+  tryLock(): CycleLock | undefined {
+    const fd = openLockFile(this.paths.lock);
+    try {
+      checkLockFile(fd, this.paths.lock);
+      if (!flock(fd, LOCK_EX | LOCK_NB)) {
+        close(fd);
+        return undefined;
+      }
+    } catch (err) {
+      close(fd);
+      throw err;
+    }
+    let held = true;
+    return {
+      release: () => {
+        if (held) close(fd); // closing the only descriptor drops the lock
+        held = false;
+      },
+    };
+  }
+
+  loadReport(): CycleReport | undefined {
+    try {
+      return JSON.parse(Deno.readTextFileSync(this.paths.report)) as CycleReport;
+    } catch {
+      return undefined;
+    }
+  }
+
+  saveReport(report: CycleReport): void {
+    writeFileAtomic(this.paths.report, JSON.stringify(report, null, 2) + "\n");
+  }
+
+  onFilesystemOf(mounts: readonly string[]): boolean {
+    return statedirFrozen(this.#statedir, mounts);
+  }
+}
+
+/** The lock file must be a regular file of ours (openLockFile never follows a symlink). */
+function checkLockFile(fd: number, path: string): void {
+  const info = fstat(fd);
+  if (fileType(info.mode) !== "file") {
+    throw new Error(`lock file ${path} is not a regular file: remove it`);
+  }
+  if (info.uid !== 0 && info.uid !== Deno.uid()) {
+    throw new Error(`lock file ${path} is owned by uid ${info.uid}: remove it`);
+  }
 }
 
 /**
- * Reads a state or claim file. An empty or unreadable file (written by qemu-ga, or damaged) still
- * means "frozen": it yields a state with no cycle details.
+ * Reads a state file. An empty or unreadable file (written by qemu-ga, or damaged) still means
+ * "frozen": it yields a state with no cycle details.
  */
 export function readState(path: string): FrozenState | undefined {
   let text: string;
@@ -106,12 +216,10 @@ function parseState(text: string): FrozenState {
     deadline: null,
     hook: null,
     mounts: [],
-    watchdogPid: null,
   };
 }
 
-/** Whether the state file exists (an lstat: never touches file contents, as qemu-ga). */
-export function stateExists(path: string): boolean {
+function lexists(path: string): boolean {
   try {
     Deno.lstatSync(path);
     return true;
@@ -119,25 +227,6 @@ export function stateExists(path: string): boolean {
     if (err instanceof Deno.errors.NotFound) return false;
     throw err;
   }
-}
-
-/**
- * Claims the cycle for thawing. Returns the claimed state, or `undefined` when there was nothing
- * to claim (someone else claimed it first, or nothing is frozen).
- */
-export function claimState(paths: StatePaths): FrozenState | undefined {
-  try {
-    Deno.renameSync(paths.state, paths.claim);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
-  }
-  return readState(paths.claim);
-}
-
-/** Ends a claimed cycle. */
-export function releaseClaim(paths: StatePaths): void {
-  removeIfExists(paths.claim);
 }
 
 /** Removes a file; a missing file is fine. */
@@ -153,4 +242,25 @@ export function removeIfExists(path: string): void {
 export function newCycleId(now: number): string {
   const random = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(16).padStart(8, "0");
   return `${now.toString(36)}-${random}`;
+}
+
+/**
+ * Whether the state directory lives on one of `frozenMounts`' filesystems (or that cannot be
+ * told): then nothing may be written there until thaw (a write would block, and nothing could
+ * thaw it).
+ */
+export function statedirFrozen(statedir: string, frozenMounts: readonly string[]): boolean {
+  let device: number;
+  try {
+    device = Deno.statSync(statedir).dev;
+  } catch {
+    return true; // unknown: assume the worst
+  }
+  return frozenMounts.some((mount) => {
+    try {
+      return Deno.statSync(mount).dev === device;
+    } catch {
+      return true;
+    }
+  });
 }

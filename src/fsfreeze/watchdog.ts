@@ -1,56 +1,207 @@
 /**
- * The thaw watchdog (DESIGN.md item 5): a separate process, started by the agent for each freeze
- * cycle with an auto-thaw deadline. It outlives the agent (own process group), so the deadline
- * holds even when the agent is SIGKILLed or OOM-killed while frozen.
+ * The thaw watchdog (docs/design.md #5): a separate process that ends a cycle at
+ * its deadline if nobody else did, so the deadline holds when the agent is SIGKILLed, OOM-killed,
+ * or (under systemd, where it is a unit of its own) when the agent's whole unit is killed.
  *
- * It only stats the state file until the deadline; then it claims the cycle (atomic rename: if
- * the agent or the local `thaw` got there first, it does nothing), thaws the recorded mounts, runs
- * the `thaw` hook the cycle is owed and leaves the report. It never writes while filesystems are
- * frozen. SIGTERM before the deadline (the agent thawed) makes it exit at once.
+ * It is started once, not per cycle: by systemd through its socket (fsfreeze-agent-watchdog.socket;
+ * then it stays), or else by the agent at its first freeze (then it exits when that agent has gone
+ * and no cycle is in force). The agent arms it before the first FIFREEZE of every cycle over the
+ * socket in the state directory: one line `{"arm":"<cycle>"}`, answered `{"armed":"<cycle>",
+ * "deadline":<ms>}` once the watchdog has read that cycle from the state file — the state file
+ * stays the one record of the cycle. At start-up it arms itself for a cycle already recorded.
+ * While armed it looks at the state file once a second; it never writes while anything is frozen.
  *
  * @module
  */
 
-import type { Config } from "../config/mod.ts";
-import type { Logger } from "../log.ts";
-import { thawClaimed } from "./cycle.ts";
-import { claimState, readState, stateExists, statePaths } from "./state.ts";
-import { sleep } from "../sleep.ts";
+import { endCycle } from "./end_cycle.ts";
+import { type Engine, lockWaitMs } from "./engine.ts";
+import type { Connection, Transport } from "../transport/mod.ts";
 
-/** How often the watchdog checks that its cycle is still in force. */
-const CHECK_INTERVAL_MS = 1000;
+/** How often an armed watchdog checks that its cycle is still in force. */
+export const CHECK_INTERVAL_MS = 1000;
 
-/** What happened. */
-export type WatchdogOutcome = "thawed" | "not-needed";
+/** Options of {@link runWatchdog}. */
+export interface WatchdogOptions {
+  /** Stay when idle (systemd's); otherwise exit once the agent has gone and nothing is armed. */
+  persistent: boolean;
+  /** Aborting stops it (SIGTERM); an armed cycle is left to the agent or the next watchdog. */
+  signal: AbortSignal;
+}
 
-/** Waits for the deadline of `cycle`, then thaws it unless someone else did. */
+/** A request on the watchdog's socket. */
+export interface WatchdogRequest {
+  arm: string;
+}
+
+/** Its answer. */
+export type WatchdogReply = { armed: string; deadline: number } | { error: string };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Serves `transport` until stopped (or, when not persistent, until nobody needs it). */
 export async function runWatchdog(
-  config: Config,
-  cycle: string,
-  log: Logger,
-  signal: AbortSignal,
-): Promise<WatchdogOutcome> {
-  const paths = statePaths(config.statedir);
-  const state = readState(paths.state);
-  if (!state || state.cycle !== cycle || state.deadline === null) return "not-needed";
-  const deadline = state.deadline;
-  while (Date.now() < deadline) {
-    if (signal.aborted || !stateExists(paths.state)) return "not-needed";
-    await sleep(Math.min(CHECK_INTERVAL_MS, deadline - Date.now()), signal);
+  engine: Engine,
+  transport: Transport,
+  options: WatchdogOptions,
+): Promise<void> {
+  const watchdog = new Watchdog(engine, transport, options);
+  await watchdog.run();
+}
+
+class Watchdog {
+  readonly #engine: Engine;
+  readonly #transport: Transport;
+  readonly #options: WatchdogOptions;
+  #armed: { cycle: string; deadline: number } | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #check: ReturnType<typeof setInterval> | undefined;
+  #clients = 0;
+  #ending: Promise<void> | undefined;
+
+  constructor(engine: Engine, transport: Transport, options: WatchdogOptions) {
+    this.#engine = engine;
+    this.#transport = transport;
+    this.#options = options;
   }
-  if (signal.aborted) return "not-needed";
-  const claimed = claimState(paths);
-  if (!claimed) return "not-needed";
-  if (claimed.cycle !== cycle) {
-    // A newer cycle replaced ours between the check and the claim: it is not ours to end.
-    Deno.renameSync(paths.claim, paths.state);
-    return "not-needed";
+
+  async run(): Promise<void> {
+    const stop = (): void => this.#transport.close();
+    this.#options.signal.addEventListener("abort", stop, { once: true });
+    try {
+      this.#armFromState();
+      // One client at a time (the agent); timers run meanwhile.
+      for (;;) {
+        const connection = await this.#transport.accept();
+        if (connection === null) break;
+        this.#clients++;
+        try {
+          await this.#serve(connection);
+        } finally {
+          this.#clients--;
+          connection.close();
+        }
+        this.#exitIfIdle();
+      }
+    } finally {
+      this.#options.signal.removeEventListener("abort", stop);
+      this.#disarm();
+      await this.#ending;
+    }
   }
-  log.warn("fsfreeze-timeout expired; thawing", {
-    cycle,
-    timeout: config.fsfreezeTimeout,
-    mounts: claimed.mounts.length,
-  });
-  await thawClaimed(config, paths, claimed, claimed.mounts, "timeout", log, undefined);
-  return "thawed";
+
+  async #serve(connection: Connection): Promise<void> {
+    let pending = "";
+    for (;;) {
+      const result = await connection.read();
+      if (result.type !== "data") return;
+      pending += decoder.decode(result.bytes, { stream: true });
+      for (let newline = pending.indexOf("\n"); newline !== -1; newline = pending.indexOf("\n")) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        const reply = this.#answer(line);
+        await connection.write(encoder.encode(JSON.stringify(reply) + "\n"));
+      }
+      if (pending.length > 4096) return; // not our client
+    }
+  }
+
+  #answer(line: string): WatchdogReply {
+    let request: Partial<WatchdogRequest>;
+    try {
+      request = JSON.parse(line);
+    } catch {
+      return { error: "not a JSON request" };
+    }
+    if (typeof request.arm !== "string") return { error: "unknown request" };
+    const state = this.#engine.store.read();
+    if (state === undefined || state.cycle !== request.arm) {
+      return { error: `cycle ${request.arm} is not recorded in ${this.#engine.store.paths.state}` };
+    }
+    if (state.deadline === null) return { error: `cycle ${state.cycle} has no deadline` };
+    this.#arm(state.cycle, state.deadline);
+    return { armed: state.cycle, deadline: state.deadline };
+  }
+
+  /** A cycle recorded before this watchdog started (a restart while frozen) is held too. */
+  #armFromState(): void {
+    const state = this.#engine.store.read();
+    if (state?.deadline === null || state === undefined) return;
+    this.#engine.log.info("holding the deadline of a recorded cycle", {
+      cycle: state.cycle,
+      deadline: new Date(state.deadline).toISOString(),
+    });
+    this.#arm(state.cycle, state.deadline);
+  }
+
+  #arm(cycle: string, deadline: number): void {
+    this.#disarm();
+    this.#armed = { cycle, deadline };
+    const delay = Math.max(0, deadline - this.#engine.clock.now());
+    this.#timer = setTimeout(() => this.#deadlineReached(cycle), delay);
+    this.#check = setInterval(() => this.#checkInForce(), CHECK_INTERVAL_MS);
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#check !== undefined) clearInterval(this.#check);
+    this.#timer = undefined;
+    this.#check = undefined;
+    this.#armed = undefined;
+  }
+
+  /** The cycle ended some other way (host thaw, local thaw, its state dir removed). */
+  #checkInForce(): void {
+    const armed = this.#armed;
+    if (armed === undefined || this.#ending !== undefined) return;
+    let inForce: boolean;
+    try {
+      inForce = this.#engine.store.read()?.cycle === armed.cycle;
+    } catch {
+      inForce = false;
+    }
+    if (inForce) return;
+    this.#disarm();
+    this.#exitIfIdle();
+  }
+
+  #deadlineReached(cycle: string): void {
+    const engine = this.#engine;
+    if (this.#check !== undefined) clearInterval(this.#check);
+    this.#check = undefined;
+    this.#ending = this.#endCycle(engine, cycle).finally(() => {
+      this.#ending = undefined;
+      this.#disarm();
+      this.#exitIfIdle();
+    });
+  }
+
+  async #endCycle(engine: Engine, cycle: string): Promise<void> {
+    try {
+      const state = engine.store.read();
+      if (state?.cycle !== cycle) return;
+      engine.log.warn("fsfreeze-timeout expired; thawing", {
+        cycle,
+        timeout: engine.config.fsfreezeTimeout,
+        mounts: state.mounts.length,
+      });
+      // Whoever holds the lock (the agent's own thaw, a local thaw) finishes first; then the
+      // cycle is gone, or still ours to end.
+      const ended = await endCycle(engine, "timeout", {
+        cycle,
+        waitMs: lockWaitMs(engine.config),
+      });
+      if (ended === undefined) engine.log.info("the cycle was ended by someone else", { cycle });
+    } catch (err) {
+      engine.log.error("thaw at the deadline failed", { cycle, error: (err as Error).message });
+    }
+  }
+
+  /** A watchdog the agent started leaves once that agent has gone and nothing is armed. */
+  #exitIfIdle(): void {
+    if (this.#options.persistent) return;
+    if (this.#clients > 0 || this.#armed !== undefined || this.#ending !== undefined) return;
+    this.#transport.close();
+  }
 }

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
+
 // [errno, code, text]: generated once from the C library's own table.
 const ERRNO_TABLE: ReadonlyArray<readonly [number, string, string]> = [
   [1, "EPERM", "Operation not permitted"],
@@ -199,4 +201,12 @@ export class SyscallError extends Error {
   get text(): string {
     return strerror(this.errno);
   }
+}
+
+/**
+ * Why a call failed, in the words qemu-ga uses: glibc's text of a {@link SyscallError}, the
+ * message of anything else.
+ */
+export function errorReason(err: unknown): string {
+  return err instanceof SyscallError ? err.text : errorMessage(err);
 }

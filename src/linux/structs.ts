@@ -1,14 +1,14 @@
 /**
- * C structs that libc.ts's wrappers fill, each described once with its size and offsets and read
+ * C structs that the libc wrappers fill, each described once with its size and offsets and read
  * over a little-endian `DataView`: Linux's `struct statx` and glibc's `struct dirent`, plus the
- * file-type bits of a mode. Pure functions over bytes: the FFI calls live in libc.ts, and nothing
+ * file-type bits of a mode. Pure functions over bytes: the FFI calls live in files.ts, and nothing
  * here touches a pointer.
  *
  * @module
  */
 
 /**
- * Linux's `struct statx` (include/uapi/linux/stat.h). libc.ts uses statx(2) rather than stat(2)
+ * Linux's `struct statx` (include/uapi/linux/stat.h). files.ts uses statx(2) rather than stat(2)
  * because this layout is the same on every architecture, while `struct stat` differs between
  * x86_64 (144 bytes, `st_nlink` as u64 before `st_mode`) and aarch64 (128 bytes, the generic
  * layout); and because glibc exports `statx` since 2.28 but `stat`/`lstat` only since 2.33, and
@@ -91,7 +91,7 @@ export function fileType(mode: number): FileType {
   return TYPE_BY_FORMAT.get(mode & S_IFMT) ?? "unknown";
 }
 
-/** `struct stat`'s fields, as libc.ts's `stat()` and `lstat()` return them. */
+/** `struct stat`'s fields, as files.ts's `stat()` and `lstat()` return them. */
 export interface FileStat {
   /** `st_dev`, the device holding the file, encoded as glibc's `dev_t` (see {@link makedev}). */
   dev: number;
@@ -107,7 +107,7 @@ export interface FileStat {
 }
 
 /**
- * glibc's `makedev()` (<sys/sysmacros.h>), the inverse of libc.ts's `major()`/`minor()`: 12 bits
+ * glibc's `makedev()` (<sys/sysmacros.h>), the inverse of files.ts's `major()`/`minor()`: 12 bits
  * of major and 20 of minor fit below 2^44, so a `number` holds every device the kernel can name.
  */
 export function makedev(major: number, minor: number): number {
@@ -159,7 +159,7 @@ const DIRENT_INO = 0;
 const DIRENT_TYPE = 18;
 const DIRENT_NAME = 19;
 
-/** One directory entry, as libc.ts's `readDir()` returns it. */
+/** One directory entry, as files.ts's `readDir()` returns it. */
 export interface DirEntry {
   name: string;
   ino: number;

@@ -1,21 +1,15 @@
 /**
- * Raw mode for the `isa-serial` channel, with exactly qemu-ga's settings (QGA.md §2), and the one
- * description of glibc's `struct termios`. The channel itself is read and written elsewhere
+ * Raw mode for the `isa-serial` channel, with exactly qemu-ga's settings (docs/protocol.md
+ * "Channels"), the one description of glibc's `struct termios`, and the terminal calls
+ * (tcgetattr, tcsetattr, tcflush, FIONREAD). The channel itself is read and written elsewhere
  * (src/transport/device.ts); this module only configures the line.
  *
  * @module
  */
 
-import {
-  close,
-  O_NOCTTY,
-  O_NONBLOCK,
-  O_RDWR,
-  open,
-  tcflush,
-  tcgetattr,
-  tcsetattr,
-} from "./libc.ts";
+import { errnoError, libc } from "./_libc.ts";
+import { close, O_NOCTTY, O_NONBLOCK, O_RDWR, open } from "./fd.ts";
+import { FIONREAD } from "./ioctl.ts";
 
 /**
  * glibc's `struct termios` (bits/termios-struct.h), the same on x86_64 and aarch64 (both use the
@@ -129,4 +123,40 @@ export function setRawModeOnFd(fd: number): void {
   makeRaw(termios);
   tcflush(fd, TCIFLUSH);
   tcsetattr(fd, TCSANOW, termios);
+}
+
+/**
+ * tcgetattr(3) into `termios` (a buffer of {@link TERMIOS_SIZE} bytes).
+ * @throws {SyscallError}
+ */
+export function tcgetattr(fd: number, termios: Uint8Array<ArrayBuffer>): void {
+  if (libc().tcgetattr(fd, termios) === -1) throw errnoError("tcgetattr");
+}
+
+/**
+ * tcsetattr(3).
+ * @throws {SyscallError}
+ */
+export function tcsetattr(fd: number, actions: number, termios: Uint8Array<ArrayBuffer>): void {
+  if (libc().tcsetattr(fd, actions, termios) === -1) throw errnoError("tcsetattr");
+}
+
+/**
+ * tcflush(3).
+ * @throws {SyscallError}
+ */
+export function tcflush(fd: number, queue: number): void {
+  if (libc().tcflush(fd, queue) === -1) throw errnoError("tcflush");
+}
+
+/**
+ * ioctl(FIONREAD): bytes waiting in a terminal's (or pipe's) input queue, without reading them.
+ * @throws {SyscallError}
+ */
+export function fionread(fd: number): number {
+  const count = new Int32Array(1);
+  if (libc().ioctl_ptr(fd, FIONREAD, new Uint8Array(count.buffer)) === -1) {
+    throw errnoError("ioctl(FIONREAD)");
+  }
+  return count[0] ?? 0;
 }

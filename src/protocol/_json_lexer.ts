@@ -5,8 +5,8 @@
  * over in one growable buffer bounded by the token size limit.
  *
  * One deliberate difference from qemu: a 0xFF byte anywhere resets the lexer and asks the sink to
- * drop its partial message, silently (QGA.md §7 row 16). Message assembly, limits and parsing live
- * in `json.ts` and `_json_parser.ts`.
+ * drop its partial message, silently (docs/design.md #14). Message assembly, limits and parsing
+ * live in `json.ts` and `_json_parser.ts`.
  *
  * @module
  */

@@ -1,7 +1,7 @@
 /**
  * From one parsed message to one reply line: envelope validation with qemu's `qmp_dispatch` texts,
  * command lookup and enable check, argument checking, the handler call, and the response with the
- * request's `id` echoed (QGA.md §1.3).
+ * request's `id` echoed (docs/protocol.md, "Requests and replies").
  *
  * @module
  */

@@ -1,6 +1,6 @@
 /**
  * The agent's wire JSON, byte-for-byte compatible with qemu-ga's lexer, streamer, parser and
- * writer (QGA.md §1.1-1.3): {@linkcode JsonMessageParser} turns a byte stream into messages and
+ * writer (docs/protocol.md): {@linkcode JsonMessageParser} turns a byte stream into messages and
  * error descs, {@linkcode encodeJson} prints values as qemu does, {@linkcode fromJs} converts plain
  * JS values. Values keep qemu's number kinds (int64, uint64, double).
  *
@@ -31,6 +31,7 @@ import {
   type TokenSink,
   type TokenType,
 } from "./_json_lexer.ts";
+import { errorMessage } from "../errors.ts";
 import { ValueBuilder } from "./_json_parser.ts";
 import { decodeLikeQemuWriter } from "./_json_utf8.ts";
 import { writeJson } from "./_json_writer.ts";
@@ -182,8 +183,8 @@ export class JsonMessageParser {
       // Only a bug (or exhausted memory) gets here; never let one chunk kill the agent's loop.
       const completed = this.#streamer.events;
       this.reset();
-      const detail = err instanceof Error ? err.message : String(err);
-      return [...completed, { type: "error", desc: `JSON parse error, internal error: ${detail}` }];
+      const desc = `JSON parse error, internal error: ${errorMessage(err)}`;
+      return [...completed, { type: "error", desc }];
     }
     const events = this.#streamer.events;
     // Hand the array over and start a new one: the caller owns what it was given.

@@ -1,8 +1,9 @@
 /**
  * The command registry: each command's name, argument schema, handler and flags, and the enabled
- * state qemu-ga computes from the allow/block lists and the freeze state (QGA.md §3.3).
+ * state qemu-ga computes from the allow/block lists and the freeze state (docs/protocol.md,
+ * "Enabled commands").
  *
- * Argument checking reproduces qemu's QObject input visitor texts (QGA.md §1.3).
+ * Argument checking reproduces qemu's QObject input visitor texts (docs/protocol.md, "Arguments").
  *
  * @module
  */

@@ -1,16 +1,17 @@
 /**
- * systemd socket activation (QGA.md §2, §9 item 29): when systemd passes this process a listening
- * socket (sd_listen_fds(3): `LISTEN_PID` is our pid, `LISTEN_FDS=1`, the socket is descriptor 3),
- * the agent serves it instead of `-m/-p`. An AF_UNIX socket behaves as unix-listen, an AF_VSOCK
- * one as vsock-listen (only the configured peer CIDs are served): one client at a time, the next
- * one after the previous disconnected. More than one socket, or any other kind of descriptor,
- * is refused at start-up with qemu-ga's messages.
+ * systemd socket activation (docs/protocol.md, "Channels"): when systemd passes this process a
+ * listening socket (sd_listen_fds(3): `LISTEN_PID` is our pid, `LISTEN_FDS=1`, the socket is
+ * descriptor 3), the agent serves it instead of `-m/-p`, as the method declared for its socket
+ * family (methods.ts): an AF_UNIX socket as unix-listen, an AF_VSOCK one as vsock-listen (only
+ * the configured peer CIDs are served): one client at a time, the next one after the previous
+ * disconnected. More than one socket, or any other kind of descriptor, is refused at start-up with
+ * qemu-ga's messages.
  *
- * Deno cannot adopt an inherited descriptor, so everything goes through libc.ts: the socket is
+ * Deno cannot adopt an inherited descriptor, so everything goes through src/linux/: the socket is
  * inspected with getsockopt(2), marked close-on-exec (no hook or watchdog inherits it) and
- * non-blocking; an accept Worker (listen_acceptor_worker.ts) blocks in poll(2) until a client is
- * wanted and queued; each client is served by device.ts's descriptor connection, where end of
- * file means the client has gone.
+ * non-blocking; an accept loop in a Worker (_fd_io.ts) blocks in poll(2) until a client is
+ * wanted and queued; each client is served as a descriptor connection (_fd_io.ts), where end
+ * of file means the client has gone.
  *
  * Reading the environment is main.ts's job: it passes `LISTEN_FDS`/`LISTEN_PID` in and removes
  * them from its environment, so no child mistakes them for its own.
@@ -18,42 +19,26 @@
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
 import { SyscallError } from "../linux/errno.ts";
+import { closeQuietly, setCloseOnExec, setNonBlocking } from "../linux/fd.ts";
+import { lstat } from "../linux/files.ts";
 import {
-  AddressFamily,
-  EFD_NONBLOCK,
-  eventfd,
   getsockname,
   getsockoptInt,
-  lstat,
-  setCloseOnExec,
-  setNonBlocking,
   type SocketAddress,
   SocketOption,
   SocketType,
   SOL_SOCKET,
-} from "../linux/libc.ts";
+} from "../linux/sockets.ts";
 import type { Logger } from "../log.ts";
-import {
-  ACCEPT_CONTROL_WORDS,
-  AcceptControl,
-  type AcceptorEvent,
-  type AcceptorStart,
-} from "./_listen_acceptor.ts";
-import {
-  closeQuietly,
-  type FdConnection,
-  openFdConnection,
-  ringDoorbell,
-  startFdWorker,
-} from "./device.ts";
-import type { Connection, Transport } from "./mod.ts";
-import { isAllowedVsockPeer } from "./socket.ts";
+import type { Connection, Transport } from "./_connection.ts";
+import { type FdConnection, ListenAcceptor, openFdConnection } from "./_fd_io.ts";
+import { type Method, methodOfSocketFamily } from "./methods.ts";
+import { describePeer, isAllowedVsockPeer } from "./socket.ts";
 
 /** The first descriptor systemd passes (`SD_LISTEN_FDS_START`). */
 export const SD_LISTEN_FDS_START = 3;
-
-const ACCEPTOR_MODULE = new URL("./listen_acceptor_worker.ts", import.meta.url).href;
 
 /** systemd's socket-activation variables, as main.ts read them (sd_listen_fds(3)). */
 export interface ListenEnv {
@@ -64,7 +49,8 @@ export interface ListenEnv {
 /** The listening socket systemd passed, checked: what it stands in for, and its address. */
 export interface Activation {
   fd: number;
-  method: "unix-listen" | "vsock-listen";
+  /** The method whose socket family it has (unix-listen or vsock-listen). */
+  method: Method;
   address: Deno.UnixAddr | Deno.VsockAddr;
 }
 
@@ -117,7 +103,7 @@ export function inspectListenFd(fd: number): Activation {
     if (err instanceof SyscallError && err.code === "ENOTSOCK") {
       throw unsupported(`fd ${fd} is not a socket`);
     }
-    const reason = err instanceof Error ? err.message : String(err);
+    const reason = errorMessage(err);
     throw new ActivationError(`cannot use the socket passed by systemd (fd ${fd}): ${reason}`, {
       cause: err,
     });
@@ -139,10 +125,8 @@ export function inspectListenFd(fd: number): Activation {
 }
 
 /** The transport an address family stands in for (as qemu-ga), or undefined. */
-export function methodOfFamily(family: number): Activation["method"] | undefined {
-  if (family === AddressFamily.AF_UNIX) return "unix-listen";
-  if (family === AddressFamily.AF_VSOCK) return "vsock-listen";
-  return undefined;
+export function methodOfFamily(family: number): Method | undefined {
+  return methodOfSocketFamily(family)?.name;
 }
 
 function unsupported(detail: string): ActivationError {
@@ -156,18 +140,6 @@ function unsupported(detail: string): ActivationError {
 export function isAllowedPeer(peer: SocketAddress, allowedCids: readonly number[]): boolean {
   if (peer.transport === "unix") return true;
   return peer.transport === "vsock" && isAllowedVsockPeer(peer, allowedCids);
-}
-
-/** How a peer is named in logs. */
-export function describePeer(peer: SocketAddress): string {
-  switch (peer.transport) {
-    case "vsock":
-      return `vsock:${peer.cid}:${peer.port}`;
-    case "other":
-      return `family ${peer.family}`;
-    default:
-      return peer.path === "" ? "unix" : `unix:${peer.path}`;
-  }
 }
 
 /**
@@ -283,113 +255,4 @@ export class ActivatedTransport implements Transport, AsyncDisposable {
     this.close();
     await this.finished;
   }
-}
-
-/** The main thread's side of the accept Worker. */
-class ListenAcceptor {
-  readonly #worker: Worker;
-  readonly #wakeFd: number;
-  readonly #control: Int32Array;
-  #waiting: PromiseWithResolvers<AcceptedClient | null> | undefined;
-  #failure: Error | undefined;
-  #stopping = false;
-  #running = true;
-  readonly #finished = Promise.withResolvers<void>();
-
-  /** Starts the accept Worker on listening socket `fd`. */
-  static async start(fd: number): Promise<ListenAcceptor> {
-    const wakeFd = eventfd(EFD_NONBLOCK);
-    try {
-      const worker = await startFdWorker(ACCEPTOR_MODULE, "listen-acceptor");
-      return new ListenAcceptor(fd, wakeFd, worker);
-    } catch (err) {
-      closeQuietly(wakeFd);
-      throw err;
-    }
-  }
-
-  private constructor(fd: number, wakeFd: number, worker: Worker) {
-    this.#worker = worker;
-    this.#wakeFd = wakeFd;
-    const shared = new SharedArrayBuffer(ACCEPT_CONTROL_WORDS * Int32Array.BYTES_PER_ELEMENT);
-    this.#control = new Int32Array(shared);
-    worker.onmessage = (event: MessageEvent<AcceptorEvent>) => this.#receive(event.data);
-    worker.onerror = (event: ErrorEvent) => {
-      event.preventDefault(); // an acceptor bug fails the transport, not the whole agent at once
-      this.#fail(new Error(`listen acceptor failed: ${event.message}`));
-      this.#ended();
-    };
-    const start: AcceptorStart = { fd, wakeFd, control: shared };
-    worker.postMessage(start);
-  }
-
-  /** Settles once the Worker has ended. */
-  get finished(): Promise<void> {
-    return this.#finished.promise;
-  }
-
-  /** The next client; `null` once stopped. */
-  next(): Promise<AcceptedClient | null> {
-    if (this.#failure !== undefined) return Promise.reject(this.#failure);
-    if (this.#stopping || !this.#running) return Promise.resolve(null);
-    this.#waiting = Promise.withResolvers();
-    Atomics.store(this.#control, AcceptControl.WANTED, 1);
-    Atomics.notify(this.#control, AcceptControl.WANTED);
-    return this.#waiting.promise;
-  }
-
-  stop(): void {
-    if (this.#stopping) return;
-    this.#stopping = true;
-    this.#settle(null);
-    Atomics.store(this.#control, AcceptControl.STOP, 1);
-    Atomics.notify(this.#control, AcceptControl.STOP);
-    Atomics.notify(this.#control, AcceptControl.WANTED);
-    if (this.#running) ringDoorbell(this.#wakeFd); // wakes its poll(2)
-  }
-
-  #receive(event: AcceptorEvent): void {
-    switch (event.type) {
-      case "accepted":
-        // Nobody waits once stopped: the client is closed unserved.
-        if (this.#waiting === undefined) return closeQuietly(event.fd);
-        return this.#settle({ fd: event.fd, peer: event.peer });
-      case "error":
-        return this.#fail(new SyscallError(event.syscall, event.errno));
-      case "stopped":
-        return this.#ended();
-      case "ready":
-        return;
-    }
-  }
-
-  #settle(client: AcceptedClient | null): void {
-    const waiting = this.#waiting;
-    this.#waiting = undefined;
-    waiting?.resolve(client);
-  }
-
-  #fail(err: Error): void {
-    this.#failure ??= err;
-    const waiting = this.#waiting;
-    this.#waiting = undefined;
-    waiting?.reject(this.#failure);
-  }
-
-  /** The Worker is gone: release the rest. */
-  #ended(): void {
-    if (!this.#running) return;
-    this.#running = false;
-    this.#worker.terminate();
-    closeQuietly(this.#wakeFd);
-    if (!this.#stopping) this.#fail(new Error("listen acceptor ended unexpectedly"));
-    this.#settle(null);
-    this.#finished.resolve();
-  }
-}
-
-/** A client the accept Worker took, not yet served. */
-interface AcceptedClient {
-  fd: number;
-  peer: SocketAddress;
 }

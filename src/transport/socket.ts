@@ -11,13 +11,21 @@
  * @module
  */
 
+import type { SocketAddress } from "../linux/sockets.ts";
 import type { Logger } from "../log.ts";
-import { unixSocketTempPath } from "./socket_path.ts";
-import { checkDirectory } from "../safe_files.ts";
+import { checkDirectory, removeQuietly } from "../safe_files.ts";
 import { dirname } from "node:path";
-import { type Connection, type ReadResult, type Transport, writeAll } from "./mod.ts";
+import type { Connection, ReadResult, Transport } from "./_connection.ts";
 
 const READ_SIZE = 4096;
+
+/**
+ * Where a unix socket is bound before it is renamed to its configured path (the permission set
+ * grants both names).
+ */
+export function unixSocketTempPath(path: string): string {
+  return `${path}.new`;
+}
 
 /** Listens on a unix socket path. */
 export async function listenUnix(path: string, log: Logger): Promise<Transport> {
@@ -33,11 +41,7 @@ export async function listenUnix(path: string, log: Logger): Promise<Transport> 
     Deno.renameSync(temp, path);
   } catch (err) {
     listener.close();
-    try {
-      Deno.removeSync(temp);
-    } catch {
-      // already gone
-    }
+    removeQuietly(temp);
     throw err;
   }
   log.info("channel opened", { method: "unix-listen", path });
@@ -139,13 +143,7 @@ class ListenerTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     this.#listener.close();
-    if (this.#socketPath !== undefined) {
-      try {
-        Deno.removeSync(this.#socketPath);
-      } catch {
-        // already gone
-      }
-    }
+    if (this.#socketPath !== undefined) removeQuietly(this.#socketPath);
   }
 }
 
@@ -188,13 +186,28 @@ class SocketConnection implements Connection {
   }
 }
 
+/** Writes every byte of `bytes` (a socket write may take fewer). */
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+}
+
 function isDisconnect(err: unknown): boolean {
   return err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.BrokenPipe ||
     err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted;
 }
 
-function describePeer(addr: Deno.Addr): string {
-  if (addr.transport === "vsock") return `vsock:${addr.cid}:${addr.port}`;
-  if (addr.transport === "tcp" || addr.transport === "udp") return `${addr.hostname}:${addr.port}`;
-  return "unix";
+/** How a peer is named in logs (a Deno address, or one decoded from a socket systemd passed). */
+export function describePeer(peer: Deno.Addr | SocketAddress): string {
+  switch (peer.transport) {
+    case "vsock":
+      return `vsock:${peer.cid}:${peer.port}`;
+    case "tcp":
+    case "udp":
+      return `${peer.hostname}:${peer.port}`;
+    case "other":
+      return `family ${peer.family}`;
+    default:
+      return peer.path === "" ? "unix" : `unix:${peer.path}`;
+  }
 }

@@ -410,7 +410,7 @@ export function startBlockedWrite(path: string): BlockedWrite {
     done,
     finished: () => exited,
     isBlocked,
-    async waitUntilBlocked(timeoutMs = 5000): Promise<boolean> {
+    async waitUntilBlocked(timeoutMs = 30_000): Promise<boolean> {
       const deadline = Date.now() + timeoutMs;
       while (!exited && Date.now() < deadline) {
         if (isBlocked()) return true;

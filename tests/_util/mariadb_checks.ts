@@ -10,7 +10,7 @@ import { MARIADB_HOOK_USER } from "./db_hook_fixtures.ts";
 import type { MariaDbServer } from "./mariadb.ts";
 
 /** Polls `check` every 100 ms until it is true or `ms` passed; returns the last answer. */
-export async function eventually(check: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
+export async function eventually(check: () => Promise<boolean>, ms = 30_000): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (await check()) return true;

@@ -16,6 +16,8 @@ export interface RecordingHookOptions {
   hangFreeze?: boolean;
   /** Leave a background child holding stdout after `freeze` succeeds. */
   backgroundChild?: boolean;
+  /** Make `thaw` wait (after recording its start) until this file exists, for up to 20 s. */
+  thawWaitsFor?: string;
 }
 
 /** A recording hook in a test directory. */
@@ -24,6 +26,11 @@ export interface RecordingHook {
   logPath: string;
   /** The recorded calls: `["freeze", "thaw", ...]`. */
   calls(): Promise<string[]>;
+  /**
+   * The recorded calls once there are `count` of them (or after `timeoutMs`): a failed freeze's
+   * thaw hook runs after the host got the error.
+   */
+  callsOnce(count: number, timeoutMs?: number): Promise<string[]>;
   /** The recorded environment line of each call (`FSFREEZE_HOOK_DEADLINE=...`). */
   lines(): Promise<string[]>;
 }
@@ -46,6 +53,9 @@ export async function recordingHook(
       : "",
     options.hangFreeze ? `if [ "$1" = freeze ]; then sleep 1000 & sleep 1000; fi` : "",
     options.backgroundChild ? `if [ "$1" = freeze ]; then (sleep 30; echo late) & fi` : "",
+    options.thawWaitsFor !== undefined
+      ? `if [ "$1" = thaw ]; then i=0; while [ ! -e '${options.thawWaitsFor}' ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done; fi`
+      : "",
     'echo "hook $1 ok"',
     "exit 0",
     "",
@@ -59,11 +69,14 @@ export async function recordingHook(
       return [];
     }
   };
-  return {
-    path,
-    logPath,
-    lines,
-    calls: async () =>
-      (await lines()).filter((l) => !l.includes("probe-done")).map((l) => l.split(" ")[0]!),
+  const calls = async (): Promise<string[]> =>
+    (await lines()).filter((l) => !l.includes("probe-done")).map((l) => l.split(" ")[0]!);
+  const callsOnce = async (count: number, timeoutMs = 30_000): Promise<string[]> => {
+    const until = Date.now() + timeoutMs;
+    while ((await calls()).length < count && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return await calls();
   };
+  return { path, logPath, lines, calls, callsOnce };
 }

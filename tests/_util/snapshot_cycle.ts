@@ -40,6 +40,19 @@ export async function lastReport(agent: AgentProcess): Promise<CycleReport> {
   return await returned(agent, REPORT_COMMAND) as CycleReport;
 }
 
+/**
+ * The report once its cycle has ended (a failed freeze's thaw hook runs after the error reply),
+ * waiting up to 60 s.
+ */
+export async function endedReport(agent: AgentProcess): Promise<CycleReport> {
+  const until = Date.now() + 60_000;
+  for (;;) {
+    const report = await lastReport(agent);
+    if (report.thaw !== undefined || Date.now() > until) return report;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** Prints a line of test output (measurements) on stderr. */
 export function note(line: string): void {
   Deno.stderr.writeSync(encoder.encode(`${line}\n`));
@@ -74,7 +87,7 @@ export async function freezeCopyThaw(
     assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
     const acked = await load.acked();
     blocked = startBlockedWrite(`${mount}/snapshot-canary`);
-    assert.equal(await blocked.waitUntilBlocked(5000), true, "the mount is not frozen");
+    assert.equal(await blocked.waitUntilBlocked(), true, "the mount is not frozen");
     snapshot = await copyImage(image);
     assert.equal(blocked.isBlocked(), true, "the mount was thawed during the copy");
     assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 1);

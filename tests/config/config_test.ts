@@ -6,7 +6,6 @@ import {
   parseConfig,
   renderConfig,
   UsageError,
-  validateMethod,
 } from "../../src/config/mod.ts";
 
 function files(map: Record<string, string>): (path: string) => string | undefined {
@@ -136,14 +135,6 @@ Deno.test("parseConfig() needs a path for unix-listen and vsock-listen, even wit
       new ConfigError("must specify a path for this channel"),
     );
   }
-});
-
-Deno.test("validateMethod() refuses unknown methods with qemu-ga's text", () => {
-  assert.equal(validateMethod("unix-listen"), "unix-listen");
-  assert.throws(
-    () => validateMethod("foo"),
-    new ConfigError("unsupported channel method/type: foo"),
-  );
 });
 
 Deno.test("parseConfig() rejects bad values of our own options as usage errors", () => {

@@ -1,5 +1,5 @@
 /**
- * The command line of the real program (QGA.md §9 items 26, 27), run the way `deno task start`
+ * The command line of the real program (docs/protocol.md, checklist items 26, 27), run the way `deno task start`
  * runs it: `deno run <flags from the configuration> main.ts <options>`.
  *
  * @module

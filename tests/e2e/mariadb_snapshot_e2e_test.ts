@@ -24,6 +24,7 @@ import { createMariaDbScene, type MariaDbScene } from "../_util/db_hook_fixtures
 import { assertNothingLeft, type BlockedWrite, startBlockedWrite } from "../_util/loopfs.ts";
 import { type MariaDbServer, startMariaDb } from "../_util/mariadb.ts";
 import {
+  endedReport,
   freezeCopyThaw,
   lastReport,
   note,
@@ -159,14 +160,14 @@ Deno.test("`guest-fsfreeze-freeze` fails when a freeze script fails: nothing fro
     );
     assert.equal(await returned(agent, "guest-fsfreeze-status"), "thawed");
     probe = startBlockedWrite(`${scene.mount}/x`);
-    await withTimeout(probe.done, 5000, "a write to the mount (is it frozen?)");
+    await withTimeout(probe.done, 30_000, "a write to the mount (is it frozen?)");
   } finally {
     // Only a bug leaves the mount frozen here; then this thaw also frees the probe.
     await scene.mounts.thawAll();
     if (probe !== undefined && !probe.finished()) await probe.kill();
   }
 
-  const report = await lastReport(agent);
+  const report = await endedReport(agent);
   assert.equal(report.state, "failed");
   assert.equal(report.frozenCount, 0);
   assert.deepEqual(report.mounts.filter((m) => m.status === "frozen"), []);

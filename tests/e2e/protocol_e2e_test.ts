@@ -1,5 +1,5 @@
 /**
- * QGA.md §9 items 2–12, 30, 31 against the real agent process over a real unix socket, started
+ * docs/protocol.md checklist items 2–12, 30, 31 against the real agent process over a real unix socket, started
  * with the permission set the compiled binary carries.
  *
  * @module
@@ -245,11 +245,9 @@ Deno.test("libvirt framing: a millisecond guest-sync is answered after a client 
   }
   using client = await agent.connect();
   const id = Date.now();
-  const started = performance.now();
   await client.send(`{"execute":"guest-sync", "arguments":{"id":${id}}}\n`);
-  const reply = JSON.parse(await client.readLine(5000));
+  const reply = JSON.parse(await client.readLine(30_000));
   assert.deepEqual(reply, { return: id });
-  assert.ok(performance.now() - started < 5000);
   await client.send('{"execute":"guest-fsfreeze-status"}\n');
   assert.deepEqual(JSON.parse(await client.readLine()), { return: "thawed" });
 });

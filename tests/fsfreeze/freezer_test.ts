@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { freezeWaves } from "../../src/fsfreeze/deps.ts";
+import { freezeWaves } from "../../src/fsfreeze/ordering.ts";
+import { sysfsTopology } from "../../src/fsfreeze/topology.ts";
 import {
   claimNext,
   freezeMount,
@@ -151,7 +152,7 @@ Deno.test("freezeMounts() freezes a loop image's mount before its holder without
     await Deno.writeFile(`${nested.mount}/dirty`, new Uint8Array(4 << 20).fill(7));
     const ours = selectFreezable(readMountinfo())
       .filter((m) => m.mountPoint.startsWith(`${fixture.dir}/`));
-    const waves = freezeWaves(ours).map((wave) => wave.map((m) => m.mountPoint));
+    const waves = freezeWaves(ours, sysfsTopology()).map((wave) => wave.map((m) => m.mountPoint));
     const waveOf = (mount: string): number => waves.findIndex((wave) => wave.includes(mount));
     assert.ok(waveOf(nested.mount) < waveOf(nested.holder));
     assert.equal(waves[0]?.length, 8, "everything but the holder freezes together");

@@ -1,13 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  claimState,
-  type FrozenState,
-  readState,
-  releaseClaim,
-  stateExists,
-  statePaths,
-  writeState,
-} from "../../src/fsfreeze/state.ts";
+import { FileStateStore, type FrozenState, readState } from "../../src/fsfreeze/state.ts";
 
 const STATE: FrozenState = {
   version: 1,
@@ -17,40 +9,93 @@ const STATE: FrozenState = {
   deadline: 2000,
   hook: "/h",
   mounts: ["/a"],
-  watchdogPid: null,
 };
 
-Deno.test("claimState() has exactly one winner and releaseClaim() ends the cycle", async () => {
+async function storeDir(): Promise<{ store: FileStateStore; dir: string } & AsyncDisposable> {
   const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
-  const paths = statePaths(dir);
-  writeState(paths, STATE);
-  assert.equal(stateExists(paths.state), true);
-  assert.deepEqual(readState(paths.state), STATE);
-  assert.deepEqual(claimState(paths), STATE);
-  assert.equal(claimState(paths), undefined, "a second claimer gets nothing");
-  assert.equal(stateExists(paths.state), false);
-  releaseClaim(paths);
-  assert.equal(stateExists(paths.claim), false);
-  assert.equal((await Deno.stat(dir)).isDirectory, true);
-  await Deno.remove(dir, { recursive: true });
+  return {
+    store: new FileStateStore(dir),
+    dir,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+Deno.test("FileStateStore records, reads and removes a cycle; the file is owner-only", async () => {
+  await using fixture = await storeDir();
+  const { store } = fixture;
+  assert.equal(store.exists(), false);
+  store.write(STATE);
+  assert.equal(store.exists(), true);
+  assert.deepEqual(store.read(), STATE);
+  assert.equal((await Deno.stat(store.paths.state)).mode! & 0o777, 0o600);
+  store.remove();
+  assert.equal(store.exists(), false);
+  assert.equal(store.read(), undefined);
+});
+
+Deno.test("FileStateStore.tryLock() has one holder at a time, and release() frees it", async () => {
+  await using fixture = await storeDir();
+  const first = fixture.store.tryLock();
+  assert.ok(first);
+  assert.equal(fixture.store.tryLock(), undefined, "a second locker waits");
+  assert.equal(new FileStateStore(fixture.dir).tryLock(), undefined, "another store too");
+  first.release();
+  const second = fixture.store.tryLock();
+  assert.ok(second);
+  second.release();
+});
+
+Deno.test("FileStateStore.tryLock() is free again when the holding process dies", async () => {
+  await using fixture = await storeDir();
+  const script = `
+    import { FileStateStore } from "${new URL("../../src/fsfreeze/state.ts", import.meta.url)}";
+    const lock = new FileStateStore(Deno.args[0]).tryLock();
+    console.log(lock ? "held" : "busy");
+    await new Promise(() => {});
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-check", script, fixture.dir],
+    stdout: "piped",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  assert.equal(new TextDecoder().decode(value).trim(), "held");
+  assert.equal(fixture.store.tryLock(), undefined);
+  child.kill("SIGKILL");
+  await child.status;
+  reader.releaseLock();
+  await child.stdout.cancel();
+  const lock = fixture.store.tryLock();
+  assert.ok(lock, "the kernel dropped the dead holder's lock");
+  lock.release();
+});
+
+Deno.test("FileStateStore.tryLock() refuses a lock file that is a symlink or another user's", async () => {
+  await using fixture = await storeDir();
+  const victim = `${fixture.dir}/victim`;
+  await Deno.writeTextFile(victim, "x");
+  await Deno.symlink(victim, fixture.store.paths.lock);
+  assert.throws(() => fixture.store.tryLock(), /ELOOP/);
+  await Deno.remove(fixture.store.paths.lock);
+  await Deno.writeTextFile(fixture.store.paths.lock, "");
+  await Deno.chown(fixture.store.paths.lock, 65534, 65534);
+  assert.throws(() => fixture.store.tryLock(), /owned by uid 65534/);
+});
+
+Deno.test("a cycle left under the earlier claim name still reads as frozen", async () => {
+  await using fixture = await storeDir();
+  await Deno.writeTextFile(fixture.store.paths.legacyClaim, JSON.stringify(STATE));
+  assert.equal(fixture.store.exists(), true);
+  assert.equal(fixture.store.read()?.cycle, "c1");
+  fixture.store.remove();
+  assert.equal(fixture.store.exists(), false);
 });
 
 Deno.test("readState() treats an empty (qemu-ga style) state file as frozen with no details", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
-  const paths = statePaths(dir);
-  await Deno.writeTextFile(paths.state, "");
-  const state = readState(paths.state);
+  await using fixture = await storeDir();
+  await Deno.writeTextFile(fixture.store.paths.state, "");
+  const state = readState(fixture.store.paths.state);
   assert.equal(state?.cycle, "unknown");
   assert.deepEqual(state?.mounts, []);
-  assert.equal(readState(`${dir}/missing`), undefined);
-  await Deno.remove(dir, { recursive: true });
-});
-
-Deno.test("writeState() writes owner-only files atomically", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
-  const paths = statePaths(`${dir}/`);
-  writeState(paths, STATE);
-  assert.equal((await Deno.stat(paths.state)).mode! & 0o777, 0o600);
-  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["qga.state.isfrozen"]);
-  await Deno.remove(dir, { recursive: true });
+  assert.equal(readState(`${fixture.dir}/missing`), undefined);
 });

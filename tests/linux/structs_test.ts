@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { major, minor } from "../../src/linux/libc.ts";
+import { major, minor } from "../../src/linux/files.ts";
 import {
   DIRENT_RECLEN_OFFSET,
   fileType,

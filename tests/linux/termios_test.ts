@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { SyscallError } from "../../src/linux/errno.ts";
-import { close, fionread, O_NOCTTY, O_NONBLOCK, O_RDWR, open } from "../../src/linux/libc.ts";
-import { makeRaw, readTermiosFlags, setRawMode, TERMIOS_SIZE } from "../../src/linux/termios.ts";
+import { close, O_NOCTTY, O_NONBLOCK, O_RDONLY, O_RDWR, open } from "../../src/linux/fd.ts";
+import {
+  fionread,
+  makeRaw,
+  readTermiosFlags,
+  setRawMode,
+  TERMIOS_SIZE,
+} from "../../src/linux/termios.ts";
 import { ptyPair, waitFor } from "../_util/pty.ts";
 
 async function run(command: string, args: string[]): Promise<string> {
@@ -135,4 +141,19 @@ Deno.test("makeRaw() keeps baud bits already set, as qemu-ga ORs B38400 in", () 
   assert.equal(flags.lflag, 0);
   assert.equal(termios[17 + 6], 1);
   assert.equal(termios[17 + 5], 0);
+});
+
+Deno.test("fionread() reports the bytes left to read in a regular file", async () => {
+  const file = await Deno.makeTempFile({ prefix: "agent_test_" });
+  try {
+    await Deno.writeTextFile(file, "12345");
+    const fd = open(file, O_RDONLY);
+    try {
+      assert.equal(fionread(fd), (await Deno.stat(file)).size);
+    } finally {
+      close(fd);
+    }
+  } finally {
+    await Deno.remove(file);
+  }
 });

@@ -408,7 +408,7 @@ export const QGA_LARGE_TRANSCRIPTS: readonly (readonly [
 
 /**
  * What qemu-ga 7.2.22 answers to a 0xFF byte: a "stray" error, where we deliberately stay silent
- * (QGA.md §7 row 16). Kept to document the difference; our tests expect these minus the error.
+ * (docs/design.md #14). Kept to document the difference; our tests expect these minus the error.
  */
 export const QGA_RESYNC_TRANSCRIPTS: readonly (readonly [string, string, readonly string[]])[] = [
   ["ff start", '\xff{"execute":"guest-ping"}', [

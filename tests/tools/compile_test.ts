@@ -108,6 +108,7 @@ Deno.test("compile --print-flags derives every permission list from a site confi
     });
     assert.equal(run.code, 0, run.stderr);
     const sock = "/run/fsfreeze-agent/qga.sock";
+    const WATCHDOG_SOCKET = "/run/fsfreeze-agent/fsfreeze-agent.watchdog.sock";
     assert.deepEqual(
       parseFlags(run.stdout),
       new Map<string, string[] | "">([
@@ -127,7 +128,6 @@ Deno.test("compile --print-flags derives every permission list from a site confi
         ["--allow-write", [
           "/run/fsfreeze-agent",
           "/var/log/fsfreeze-agent.log",
-          "/run/fsfreeze-agent.pid",
           sock,
           `${sock}.new`,
         ]],
@@ -135,7 +135,12 @@ Deno.test("compile --print-flags derives every permission list from a site confi
         ["--allow-ffi", [...LIBC_CANDIDATES]],
         ["--allow-env", ["QGA_CONF", "LISTEN_FDS", "LISTEN_PID"]],
         ["--allow-sys", ["hostname", "networkInterfaces", "uid"]],
-        ["--allow-net", [`unix:${sock}`, `unix:${sock}.new`]],
+        ["--allow-net", [
+          `unix:${sock}`,
+          `unix:${sock}.new`,
+          `unix:${WATCHDOG_SOCKET}`,
+          `unix:${WATCHDOG_SOCKET}.new`,
+        ]],
       ]),
     );
   });
@@ -155,13 +160,18 @@ Deno.test("compile --print-flags gives the serial unit read on / and its port by
     "/etc/qemu/fsfreeze-hook",
     port,
   ]);
-  assert.deepEqual(flags.get("--allow-write"), ["/run", "/run/fsfreeze-agent.pid", port]);
+  // No pidfile: the unit neither daemonizes nor names one, so none is written.
+  assert.deepEqual(flags.get("--allow-write"), ["/run", port]);
   assert.deepEqual(flags.get("--allow-run"), [
     "/usr/sbin/fsfreeze-agent",
     "/sbin/shutdown",
     "/etc/qemu/fsfreeze-hook",
   ]);
-  assert.equal(flags.has("--allow-net"), false);
+  // Only the thaw watchdog's socket in the state dir.
+  assert.deepEqual(flags.get("--allow-net"), [
+    "unix:/run/fsfreeze-agent.watchdog.sock",
+    "unix:/run/fsfreeze-agent.watchdog.sock.new",
+  ]);
   assert.equal(flags.has("--unstable-vsock"), false);
 });
 
@@ -169,9 +179,13 @@ Deno.test("compile --print-flags grants the vsock unit its one port and --unstab
   const run = await runTool(["--print-flags", "--channel", "vsock"]);
   assert.equal(run.code, 0, run.stderr);
   const flags = parseFlags(run.stdout);
-  assert.deepEqual(flags.get("--allow-net"), ["vsock:4294967295:1234"]);
+  assert.deepEqual(flags.get("--allow-net"), [
+    "vsock:4294967295:1234",
+    "unix:/run/fsfreeze-agent.watchdog.sock",
+    "unix:/run/fsfreeze-agent.watchdog.sock.new",
+  ]);
   assert.equal(flags.get("--unstable-vsock"), "");
-  assert.deepEqual(flags.get("--allow-write"), ["/run", "/run/fsfreeze-agent.pid"]);
+  assert.deepEqual(flags.get("--allow-write"), ["/run"]);
 });
 
 Deno.test("compile --print-flags never renders a bare or all-permission flag", async () => {
@@ -397,7 +411,7 @@ Deno.test("compile --launcher builds a launcher that install.sh installs and tha
     assert.equal(install.code, 0, new TextDecoder().decode(install.stderr));
     const payload = `${root}/usr/local/lib/fsfreeze-agent`;
     assert.equal((await Deno.stat(`${payload}/deno`)).mode! & 0o755, 0o755);
-    await Deno.stat(`${payload}/src/transport/device_reader_worker.ts`);
+    await Deno.stat(`${payload}/src/transport/fd_loop_worker.ts`);
 
     // Run it where it was built to live: /usr/local of the DESTDIR, in a private mount namespace
     // (the launcher names absolute paths, as the binary's permission flags do).

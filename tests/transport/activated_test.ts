@@ -1,5 +1,5 @@
 /**
- * systemd socket activation (QGA.md §2, §9 item 29): the real agent, started by
+ * systemd socket activation (docs/protocol.md, "Channels"): the real agent, started by
  * `systemd-socket-activate` (or by a shell that sets up descriptor 3), serves the socket it
  * inherits and ignores -m/-p; and, in this process, the descriptor checks, the accept machinery
  * and the address decoding, on descriptors Deno made (a vsock listener included: one can be bound
@@ -9,12 +9,11 @@
  */
 
 import assert from "node:assert/strict";
-import { readSocketAddress } from "../../src/linux/libc.ts";
+import { readSocketAddress } from "../../src/linux/sockets.ts";
 import { silentLogger } from "../../src/log.ts";
 import {
   type Activation,
   ActivationError,
-  describePeer,
   inspectListenFd,
   isAllowedPeer,
   listenFdCount,
@@ -22,6 +21,7 @@ import {
   openActivated,
 } from "../../src/transport/activated.ts";
 import type { Connection } from "../../src/transport/mod.ts";
+import { describePeer } from "../../src/transport/socket.ts";
 import { AgentProcess, delay, flagsForArgv, type QgaClient, withTimeout } from "../_util/agent.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -472,21 +472,21 @@ async function activatedUnixTransport(
     path,
     transport,
     [Symbol.asyncDispose]: async () => {
-      await withTimeout(transport[Symbol.asyncDispose](), 5000, "transport close");
+      await withTimeout(transport[Symbol.asyncDispose](), 30_000, "transport close");
       listener.close();
     },
   };
 }
 
 async function readText(connection: Connection): Promise<string> {
-  const result = await withTimeout(connection.read(), 5000, "read");
+  const result = await withTimeout(connection.read(), 30_000, "read");
   if (result.type !== "data") throw new Error(`expected data, got ${result.type}`);
   return decoder.decode(result.bytes);
 }
 
 async function clientRead(conn: Deno.Conn): Promise<string | null> {
   const buffer = new Uint8Array(256);
-  const count = await withTimeout(conn.read(buffer), 5000, "client read");
+  const count = await withTimeout(conn.read(buffer), 30_000, "client read");
   return count === null ? null : decoder.decode(buffer.subarray(0, count));
 }
 
@@ -495,7 +495,7 @@ Deno.test("openActivated() hands out clients in turn; a client's end of file rea
   await using served = await activatedUnixTransport(dir.path);
   for (const word of ["first", "second"]) {
     using client = await Deno.connect({ transport: "unix", path: served.path });
-    const connection = await withTimeout(served.transport.accept(), 5000, "accept");
+    const connection = await withTimeout(served.transport.accept(), 30_000, "accept");
     assert.ok(connection);
     assert.equal(connection.peer, "unix");
     await client.write(encoder.encode(word));
@@ -503,7 +503,7 @@ Deno.test("openActivated() hands out clients in turn; a client's end of file rea
     await connection.write(encoder.encode(`${word} back`));
     assert.equal(await clientRead(client), `${word} back`);
     client.close();
-    assert.deepEqual(await withTimeout(connection.read(), 5000, "read"), { type: "closed" });
+    assert.deepEqual(await withTimeout(connection.read(), 30_000, "read"), { type: "closed" });
     assert.deepEqual(await connection.read(), { type: "closed" }, "and stays closed");
     connection.close();
   }
@@ -513,11 +513,11 @@ Deno.test("close() ends a pending accept() with null and closes the client being
   await using dir = await tempDir();
   await using served = await activatedUnixTransport(dir.path);
   using client = await Deno.connect({ transport: "unix", path: served.path });
-  const connection = await withTimeout(served.transport.accept(), 5000, "accept");
+  const connection = await withTimeout(served.transport.accept(), 30_000, "accept");
   assert.ok(connection);
   const pendingRead = connection.read();
   served.transport.close();
-  assert.deepEqual(await withTimeout(pendingRead, 5000, "read after close"), { type: "closed" });
+  assert.deepEqual(await withTimeout(pendingRead, 30_000, "read after close"), { type: "closed" });
   assert.equal(await clientRead(client), null, "the client sees end of file");
   assert.equal(await served.transport.accept(), null);
 
@@ -526,19 +526,19 @@ Deno.test("close() ends a pending accept() with null and closes the client being
   const waiting = idle.transport.accept();
   await delay(50); // let the accept Worker block in poll(2)
   idle.transport.close();
-  assert.equal(await withTimeout(waiting, 5000, "accept after close"), null);
+  assert.equal(await withTimeout(waiting, 30_000, "accept after close"), null);
 });
 
 Deno.test("write() to a client that has left drops the reply without failing", async () => {
   await using dir = await tempDir();
   await using served = await activatedUnixTransport(dir.path);
   const client = await Deno.connect({ transport: "unix", path: served.path });
-  const connection = await withTimeout(served.transport.accept(), 5000, "accept");
+  const connection = await withTimeout(served.transport.accept(), 30_000, "accept");
   assert.ok(connection);
   client.close();
   // Larger than a socket buffer: the kernel reports EPIPE or ECONNRESET, not a partial success.
-  await withTimeout(connection.write(new Uint8Array(1 << 20)), 5000, "write");
-  assert.deepEqual(await withTimeout(connection.read(), 5000, "read"), { type: "closed" });
+  await withTimeout(connection.write(new Uint8Array(1 << 20)), 30_000, "write");
+  assert.deepEqual(await withTimeout(connection.read(), 30_000, "read"), { type: "closed" });
   connection.close();
 });
 

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { SyscallError } from "../../src/linux/errno.ts";
 import { silentLogger } from "../../src/log.ts";
-import { type DeviceTransport, type FdConnection, openDevice } from "../../src/transport/device.ts";
+import type { FdConnection } from "../../src/transport/_fd_io.ts";
+import { type DeviceTransport, openDevice } from "../../src/transport/device.ts";
 import type { Connection, ReadResult } from "../../src/transport/mod.ts";
 import { delay, withTimeout } from "../_util/agent.ts";
 import { ptyPair } from "../_util/pty.ts";
@@ -27,7 +28,7 @@ async function openConnection(
   return {
     transport,
     connection,
-    [Symbol.asyncDispose]: () => withTimeout(transport[Symbol.asyncDispose](), 5000, "close"),
+    [Symbol.asyncDispose]: () => withTimeout(transport[Symbol.asyncDispose](), 30_000, "close"),
   };
 }
 
@@ -36,7 +37,7 @@ async function readBytes(connection: Connection, count: number): Promise<string>
   let text = "";
   let received = 0;
   while (received < count) {
-    const result = await withTimeout(connection.read(), 5000, "read");
+    const result = await withTimeout(connection.read(), 30_000, "read");
     assert.equal(result.type, "data", `expected data, got ${result.type}`);
     const bytes = dataOf(result);
     received += bytes.length;
@@ -56,7 +57,7 @@ async function hostRead(host: Deno.FsFile, count: number): Promise<Uint8Array> {
   const out = new Uint8Array(count);
   let received = 0;
   while (received < count) {
-    const n = await withTimeout(host.read(out.subarray(received)), 5000, "host read");
+    const n = await withTimeout(host.read(out.subarray(received)), 30_000, "host read");
     if (n === null) throw new Error(`host side ended after ${received} bytes`);
     received += n;
   }
@@ -168,7 +169,7 @@ Deno.test("read() delivers split and large input in order, in chunks of at most 
   })();
   let text = "";
   while (text.length < big.length) {
-    const result = await withTimeout(device.connection.read(), 5000, "read");
+    const result = await withTimeout(device.connection.read(), 30_000, "read");
     assert.equal(result.type, "data");
     const bytes = dataOf(result);
     assert.ok(bytes.length <= 4096, `chunk of ${bytes.length} bytes`);
@@ -183,7 +184,7 @@ Deno.test("read() reports a hangup once when the pty's other side closes (EIO), 
   await using device = await openConnection(pty.a);
   pty.socat.kill("SIGKILL"); // closes the master of side a: reads there now fail with EIO
   await pty.socat.status;
-  const first = await withTimeout(device.connection.read(), 5000, "hangup");
+  const first = await withTimeout(device.connection.read(), 30_000, "hangup");
   assert.deepEqual(first, { type: "hangup" });
   const next = device.connection.read();
   const before = workerThreadReads();
@@ -201,12 +202,12 @@ Deno.test("read() on a regular file: EOF is a hangup, and appended bytes are rea
     await Deno.writeTextFile(file, "abc");
     await using device = await openConnection(file);
     assert.equal(await readBytes(device.connection, 3), "abc");
-    assert.deepEqual(await withTimeout(device.connection.read(), 5000, "hangup"), {
+    assert.deepEqual(await withTimeout(device.connection.read(), 30_000, "hangup"), {
       type: "hangup",
     });
     await Deno.writeTextFile(file, "def", { append: true });
     assert.equal(await readBytes(device.connection, 3), "def");
-    assert.deepEqual(await withTimeout(device.connection.read(), 5000, "hangup"), {
+    assert.deepEqual(await withTimeout(device.connection.read(), 30_000, "hangup"), {
       type: "hangup",
     });
   } finally {
@@ -228,11 +229,11 @@ Deno.test("read() leaves input in the kernel while the agent has not taken what 
   assert.equal(await stillPending(writing, 500), true, "everything was read into memory");
   const received = new Uint8Array(payload.length);
   for (let offset = 0; offset < payload.length;) {
-    const bytes = dataOf(await withTimeout(device.connection.read(), 5000, "read"));
+    const bytes = dataOf(await withTimeout(device.connection.read(), 30_000, "read"));
     received.set(bytes, offset);
     offset += bytes.length;
   }
-  await withTimeout(writing, 5000, "host write after the agent read everything");
+  await withTimeout(writing, 30_000, "host write after the agent read everything");
   assert.deepEqual(received, payload);
 });
 
@@ -257,7 +258,7 @@ Deno.test("close() ends the reader promptly, closes both descriptors and answers
   const pending = device.connection.read();
   device.transport.close();
   assert.deepEqual(await pending, { type: "closed" });
-  await withTimeout(device.transport.finished, 1000, "reader end after close()");
+  await withTimeout(device.transport.finished, 30_000, "reader end after close()");
   assertClosed(owned);
   assert.deepEqual(await device.connection.read(), { type: "closed" });
   assert.equal(await device.transport.accept(), null);
@@ -272,7 +273,7 @@ Deno.test("write() waits out EAGAIN while the host does not read, and delivers e
   assert.equal(await stillPending(writing, 300), true, "the write should be waiting on EAGAIN");
   using host = await Deno.open(pty.b, { read: true, write: true });
   const received = await hostRead(host, payload.length);
-  await withTimeout(writing, 5000, "write after the host drained");
+  await withTimeout(writing, 30_000, "write after the host drained");
   assert.deepEqual(received, payload);
 });
 
@@ -282,9 +283,9 @@ Deno.test("close() ends a write waiting on EAGAIN, and later writes are dropped"
   const writing = device.connection.write(new Uint8Array(1 << 20));
   assert.equal(await stillPending(writing, 300), true, "the write should be waiting on EAGAIN");
   device.transport.close();
-  await withTimeout(writing, 1000, "write end after close()");
+  await withTimeout(writing, 30_000, "write end after close()");
   await device.connection.write(encoder.encode("late"));
-  await withTimeout(device.transport.finished, 1000, "reader end");
+  await withTimeout(device.transport.finished, 30_000, "reader end");
 });
 
 Deno.test("write() drops the bytes when the pty's other side has gone (EIO)", async () => {
@@ -292,10 +293,10 @@ Deno.test("write() drops the bytes when the pty's other side has gone (EIO)", as
   await using device = await openConnection(pty.a);
   pty.socat.kill("SIGKILL");
   await pty.socat.status;
-  assert.deepEqual(await withTimeout(device.connection.read(), 5000, "hangup"), {
+  assert.deepEqual(await withTimeout(device.connection.read(), 30_000, "hangup"), {
     type: "hangup",
   });
-  await withTimeout(device.connection.write(encoder.encode("{}\n")), 1000, "write");
+  await withTimeout(device.connection.write(encoder.encode("{}\n")), 30_000, "write");
 });
 
 Deno.test("read() rejects with the SyscallError of a failed read, and the device is closed", async () => {
@@ -305,7 +306,7 @@ Deno.test("read() rejects with the SyscallError of a failed read, and the device
   assert.match(owned[0]!, /^\d+: \/proc\/\d+\/clear_refs$/, "the device is open");
   await assert.rejects(device.connection.read(), isSyscallError("read", "EINVAL"));
   await assert.rejects(device.connection.read(), isSyscallError("read", "EINVAL"));
-  await withTimeout(device.transport.finished, 1000, "reader end after the error");
+  await withTimeout(device.transport.finished, 30_000, "reader end after the error");
   assertClosed(owned);
 });
 

@@ -1,5 +1,6 @@
 /**
- * Transports against the real agent process (QGA.md §9 items 28, 29, and isa-serial over a pty).
+ * Transports against the real agent process (docs/protocol.md, checklist items 1, 28, 29, and
+ * isa-serial over a pty).
  *
  * @module
  */

@@ -12,14 +12,8 @@
  */
 
 import { genericError } from "../../errors.ts";
-import {
-  type DirEntry,
-  readDir,
-  readlink,
-  readTextFileRaw,
-  realpath,
-  SyscallError,
-} from "../../linux/libc.ts";
+import { type DirEntry, readDir, readlink, readTextFileRaw, realpath } from "../../linux/files.ts";
+import { errorReason, SyscallError } from "../../linux/errno.ts";
 
 /** `GuestPCIAddress` of the QAPI schema; -1 in every field means "not a PCI device". */
 export interface GuestPCIAddress {
@@ -121,8 +115,7 @@ function basename(path: string): string {
 
 /** qemu-ga's `error_setg_errno(errp, errno, "<call>(\"<path>\")")` text. */
 function syscallFailure(call: string, path: string, err: unknown): Error {
-  const reason = err instanceof SyscallError ? err.text : String(err);
-  return genericError(`${call}("${path}"): ${reason}`, { cause: err });
+  return genericError(`${call}("${path}"): ${errorReason(err)}`, { cause: err });
 }
 
 /**

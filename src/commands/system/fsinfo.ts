@@ -12,7 +12,7 @@
  */
 
 import { type MountEntry, readMountinfo, selectFreezable } from "../../fsfreeze/mountinfo.ts";
-import { type Statvfs, statvfs } from "../../linux/libc.ts";
+import { type Statvfs, statvfs } from "../../linux/system.ts";
 import {
   deviceDisks,
   type GuestDiskAddress,

@@ -1,6 +1,6 @@
 /**
  * The guest-information and power commands hosts expect of a QEMU guest agent: KubeVirt counts
- * the agent as supported only when `guest-info` lists them enabled (QGA.md §8.1), libvirt's
+ * the agent as supported only when `guest-info` lists them enabled (docs/design.md #27), libvirt's
  * `virDomainGetGuestInfo` and KubeVirt's pollers call them (`guest-get-load` included).
  *
  * Each reply follows the QAPI schema (qga/qapi-schema.json) and qemu-ga's Linux behaviour; the
@@ -11,7 +11,9 @@
  */
 
 import { genericError } from "../../errors.ts";
-import { CLOCK_REALTIME, clockGettime, readTextFileRaw, SyscallError } from "../../linux/libc.ts";
+import { CLOCK_REALTIME, clockGettime } from "../../linux/system.ts";
+import { readTextFileRaw } from "../../linux/files.ts";
+import { errorReason } from "../../linux/errno.ts";
 import type { Logger } from "../../log.ts";
 import type { DispatchContext } from "../../protocol/dispatch.ts";
 import type { Registry } from "../../protocol/registry.ts";
@@ -115,7 +117,6 @@ function guestLoad(): GuestLoadAverage {
   try {
     return parseLoadavg(readTextFileRaw("/proc/loadavg", { maxBytes: 4096 }));
   } catch (err) {
-    const reason = err instanceof SyscallError ? err.text : (err as Error).message;
-    throw genericError(`cannot query load average: ${reason}`, { cause: err });
+    throw genericError(`cannot query load average: ${errorReason(err)}`, { cause: err });
   }
 }

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { readTextFileRaw } from "../../linux/libc.ts";
+import { readTextFileRaw } from "../../linux/files.ts";
 
 /** `GuestIpAddress` of the QAPI schema. */
 export interface GuestIpAddress {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { uname } from "../../linux/libc.ts";
+import { uname } from "../../linux/system.ts";
 
 /** `GuestOSInfo` of the QAPI schema. */
 export interface GuestOSInfo {

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { genericError } from "../../errors.ts";
+import { errorMessage, genericError } from "../../errors.ts";
 
 /**
  * What qemu-ga (≤ 10.x, Linux) runs; on systemd distributions a symbolic link to `systemctl`,
@@ -83,7 +83,7 @@ export async function runHelper(
     // qemu-ga's child reports a failed exec with perror() and exit 1.
     const reason = err instanceof Deno.errors.NotFound
       ? "No such file or directory"
-      : (err as Error).message;
+      : errorMessage(err);
     throw genericError(
       `child process has failed to ${action}: failed to exec '${program}': ${reason}`,
       { cause: err },

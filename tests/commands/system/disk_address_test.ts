@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { AgentError } from "../../../src/errors.ts";
 import { errnoNumber, SyscallError } from "../../../src/linux/errno.ts";
-import { major, minor } from "../../../src/linux/libc.ts";
+import { major, minor } from "../../../src/linux/files.ts";
 import type { DirEntry } from "../../../src/linux/structs.ts";
 import {
   deviceDisks,

@@ -1,5 +1,5 @@
 /**
- * QGA.md §9 item 13 against the real agent (spawned with the permission set the binary carries):
+ * docs/protocol.md checklist item 13 against the real agent (spawned with the permission set the binary carries):
  * `guest-info` lists KubeVirt's ten required commands enabled while thawed, and each of the
  * system commands returns a reply valid against the QAPI schema whose values agree with what
  * the system's own tools report (hostname, date, uname, the shell reading os-release, ip, who,

@@ -1,17 +1,22 @@
 /**
- * Freeze order from block-device stacking (QGA.md §9 item 8, issue 7). Mount A *holds* mount B
- * when B's block device is stored on A — a loop device whose backing file lies on A, or a stacked
- * device (dm, md, a partition) that resolves, level by level, to such a loop device or to A's own
- * device — or when B's mount point lies below A's. B must be frozen before A: once A is frozen,
- * writing B's dirty data back into A blocks, and FIFREEZE on B never returns.
+ * The ordering policy, the one place that decides in which order filesystems are frozen and
+ * thawed (docs/design.md #24):
+ * - **freeze waves** from block-device stacking: mount A *holds* mount B when B's block device is
+ *   stored on A — a loop device whose backing file lies on A, or a stacked device (dm, md, a
+ *   partition) that resolves, level by level, to such a loop device or to A's own device — or
+ *   when B's mount point lies below A's. B must be frozen before A: once A is frozen, writing B's
+ *   dirty data back into A blocks, and FIFREEZE on B never returns. Mounts of one wave are
+ *   independent and are frozen concurrently;
+ * - **thaw order**: the waves reversed (holders first), as qemu-ga thaws in mount order;
+ * - **what a thaw covers**: every mount of the current selection (qemu-ga thaws every freezable
+ *   mount), then the recorded mounts of the cycle that the selection no longer lists.
  *
- * The topology is read through a small {@link BlockTopology} so the graph logic is testable with
- * fixtures; {@link sysfsTopology} is the real one. No freezing here.
+ * The topology comes through a small {@link BlockTopology} (topology.ts reads sysfs), so the graph
+ * logic is tested with fixtures. No freezing here.
  *
  * @module
  */
 
-import { major, minor, readDir, readTextFileRaw, realpath, stat } from "../linux/libc.ts";
 import type { DeviceNumber, MountEntry } from "./mountinfo.ts";
 
 /** A block device as sysfs names it: `"major:minor"`. */
@@ -32,65 +37,6 @@ export interface BlockTopology {
 /** The device id of a device number. */
 export function deviceId(device: DeviceNumber): DeviceId {
   return `${device.major}:${device.minor}`;
-}
-
-/**
- * The real topology, read from sysfs (`/sys/dev/block/M:m/{loop/backing_file,slaves,partition}`)
- * and `stat()`. Errors read as "unknown". `sysDevBlock` points elsewhere only in tests.
- *
- * Everything goes through libc: Deno refuses its own fs APIs under /sys to anything but
- * `--allow-all`, and a loop device's backing file may lie outside the agent's read permission
- * (only its device number is wanted, never its contents).
- */
-export function sysfsTopology(sysDevBlock = "/sys/dev/block"): BlockTopology {
-  return {
-    loopBackingFile(device) {
-      const text = readOrUndefined(`${sysDevBlock}/${device}/loop/backing_file`);
-      // The kernel prints the path and a newline; a path ending in a newline is beyond repair.
-      return text === undefined || text === "\n" ? undefined : text.replace(/\n$/, "");
-    },
-    slaves(device) {
-      const directory = `${sysDevBlock}/${device}/slaves`;
-      const slaves: DeviceId[] = [];
-      try {
-        for (const entry of readDir(directory)) {
-          // Each entry links to the slave's own sysfs directory, whose `dev` names it.
-          const id = readOrUndefined(`${directory}/${entry.name}/dev`)?.trim();
-          if (id) slaves.push(id);
-        }
-      } catch {
-        // not stacked, or not readable: no edge
-      }
-      return slaves;
-    },
-    wholeDisk(device) {
-      const path = `${sysDevBlock}/${device}`;
-      if (readOrUndefined(`${path}/partition`) === undefined) return undefined;
-      try {
-        // A partition's sysfs directory sits inside its disk's directory.
-        const real = realpath(path);
-        return readOrUndefined(`${real.slice(0, real.lastIndexOf("/"))}/dev`)?.trim();
-      } catch {
-        return undefined;
-      }
-    },
-    fileDevice(path) {
-      try {
-        const { dev } = stat(path);
-        return `${major(dev)}:${minor(dev)}`;
-      } catch {
-        return undefined; // a deleted backing file
-      }
-    },
-  };
-}
-
-function readOrUndefined(path: string): string | undefined {
-  try {
-    return readTextFileRaw(path);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Whether `path` lies strictly below the mount point `base`. */
@@ -168,7 +114,7 @@ function storageHolders(
  */
 export function freezeWaves(
   mounts: readonly MountEntry[],
-  topology: BlockTopology = sysfsTopology(),
+  topology: BlockTopology,
 ): MountEntry[][] {
   const holders = holdersOf(mounts, topology);
   const holds = mounts.map(() => new Set<number>());
@@ -186,4 +132,23 @@ export function freezeWaves(
     waves.push(ready.reverse().map((index) => mounts[index] as MountEntry));
   }
   return waves;
+}
+
+/** Thaw order: the freeze waves reversed, flattened (holders before the mounts stored on them). */
+export function thawOrder(waves: readonly (readonly string[])[]): string[] {
+  return [...waves].reverse().flat();
+}
+
+/**
+ * The mounts a thaw acts on, in order: the current selection's thaw order (everything freezable
+ * in scope, as qemu-ga's thaw), then the cycle's recorded mounts that are not among them (a mount
+ * point that has since left the selection), in their recorded order.
+ */
+export function thawList(
+  selectionWaves: readonly (readonly string[])[] | undefined,
+  recorded: readonly string[],
+): string[] {
+  const current = thawOrder(selectionWaves ?? []);
+  const seen = new Set(current);
+  return [...current, ...recorded.filter((mount) => !seen.has(mount))];
 }

@@ -4,10 +4,12 @@ import {
   type DeviceId,
   freezeWaves,
   holdersOf,
-  sysfsTopology,
-} from "../../src/fsfreeze/deps.ts";
+  thawList,
+  thawOrder,
+} from "../../src/fsfreeze/ordering.ts";
+import { sysfsTopology } from "../../src/fsfreeze/topology.ts";
 import { type MountEntry, readMountinfo, selectFreezable } from "../../src/fsfreeze/mountinfo.ts";
-import { major, minor } from "../../src/linux/libc.ts";
+import { major, minor } from "../../src/linux/files.ts";
 import { type Config, parseConfig } from "../../src/config/mod.ts";
 import { agentFlags } from "../../src/permissions.ts";
 import { assertNothingLeft, createLoopMounts, createNestedLoopMount } from "../_util/loopfs.ts";
@@ -208,7 +210,7 @@ Deno.test("freezeWaves() with real sysfs puts a nested loop mount before its hol
     const ours = selectFreezable(readMountinfo())
       .filter((m) => m.mountPoint.startsWith(`${fixture.dir}/`));
     assert.equal(ours.length, 5);
-    const waves = names(freezeWaves(ours));
+    const waves = names(freezeWaves(ours, sysfsTopology()));
     const others = fixture.mounts.filter((m) => m !== nested.holder && m !== nested.mount);
     assert.deepEqual(waves, [[nested.mount, ...others.reverse()], [nested.holder]]);
   }
@@ -219,7 +221,8 @@ Deno.test("freezeWaves() with real sysfs puts a nested loop mount before its hol
 function narrowPermissionScript(): string {
   const src = (path: string): string => new URL(`../../src/${path}`, import.meta.url).href;
   return `
-import { freezeWaves } from "${src("fsfreeze/deps.ts")}";
+import { freezeWaves } from "${src("fsfreeze/ordering.ts")}";
+import { sysfsTopology } from "${src("fsfreeze/topology.ts")}";
 import { readMountinfo, selectFreezable, statBlockDevice } from "${src("fsfreeze/mountinfo.ts")}";
 const [ext4Dir, btrfsDir, btrfsDevice] = Deno.args;
 const entries = readMountinfo();
@@ -229,7 +232,7 @@ const under = (dir) => (m) => m.mountPoint.startsWith(dir + "/");
 console.log(JSON.stringify({
   btrfsCandidates: candidates.filter(under(btrfsDir)).map((m) => [m.mountPoint, m.blockDevice]),
   btrfsDevice: statBlockDevice(btrfsDevice) ?? null,
-  waves: freezeWaves(candidates.filter(under(ext4Dir)))
+  waves: freezeWaves(candidates.filter(under(ext4Dir)), sysfsTopology())
     .map((wave) => wave.map((m) => m.mountPoint)),
 }));
 `;
@@ -314,4 +317,16 @@ Deno.test("readMountinfo(), statBlockDevice() and freezeWaves() work under the a
     }
   }
   await assertNothingLeft();
+});
+
+Deno.test("thawOrder() reverses the waves; thawList() adds recorded mounts no longer selected", () => {
+  const waves = [["/other", "/img"], ["/data"]];
+  assert.deepEqual(thawOrder(waves), ["/data", "/other", "/img"]);
+  assert.deepEqual(thawList(waves, ["/img", "/gone", "/data"]), [
+    "/data",
+    "/other",
+    "/img",
+    "/gone",
+  ]);
+  assert.deepEqual(thawList(undefined, ["/a", "/b"]), ["/a", "/b"], "no selection: recorded only");
 });

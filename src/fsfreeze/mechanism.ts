@@ -1,0 +1,43 @@
+/**
+ * The real mechanism behind the freeze policy (engine.ts): FIFREEZE/FITHAW through libc, the mount
+ * table from /proc and sysfs, hooks as processes, the state directory on disk, the system clock.
+ *
+ * @module
+ */
+
+import type { Logger } from "../log.ts";
+import { sleep } from "../sleep.ts";
+import type { Clock, Engine, EngineConfig } from "./engine.ts";
+import { freezeMounts, thawMounts } from "./freezer.ts";
+import { hookRunner } from "./hook_phase.ts";
+import { readMountinfoText, statBlockDevice } from "./mountinfo.ts";
+import { MountSelector, type MountTable, type SelectionConfig } from "./selection.ts";
+import { FileStateStore } from "./state.ts";
+import { sysfsTopology } from "./topology.ts";
+
+/** The system clock. */
+export const systemClock: Clock = { now: () => Date.now(), sleep };
+
+/** The mount table as the kernel shows it to this process. */
+export const kernelMountTable: MountTable = {
+  readMountinfo: readMountinfoText,
+  statBlockDevice,
+  topology: () => sysfsTopology(),
+  mayRead: (path) => Deno.permissions.querySync({ name: "read", path }).state === "granted",
+};
+
+/** The engine of a configuration, on the real mechanism. */
+export function createEngine(config: EngineConfig & SelectionConfig, log: Logger): Engine {
+  return {
+    config,
+    log,
+    clock: systemClock,
+    freezer: {
+      freeze: (waves) => freezeMounts(waves),
+      thaw: (mounts) => thawMounts(mounts),
+    },
+    mounts: new MountSelector(config, kernelMountTable),
+    hooks: hookRunner(config.fsfreezeHookTimeout, log),
+    store: new FileStateStore(config.statedir),
+  };
+}
