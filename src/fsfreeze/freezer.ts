@@ -83,13 +83,8 @@ export function freezeMount(mountPoint: string): FreezeOutcome {
 
 function freezeHere(mountPoint: string, started: number): FreezeOutcome {
   const elapsed = (): number => performance.now() - started;
-  let fd: number;
-  try {
-    fd = open(mountPoint, O_RDONLY);
-  } catch (err) {
-    if (!(err instanceof SyscallError)) throw err;
-    return openFailure(mountPoint, err, elapsed());
-  }
+  const fd = openMount(mountPoint);
+  if (fd instanceof SyscallError) return openFailure(mountPoint, fd, elapsed());
   try {
     fifreeze(fd, mountPoint);
     return { mountPoint, status: "frozen", durationMs: elapsed() };
@@ -122,13 +117,8 @@ function freezeHere(mountPoint: string, started: number): FreezeOutcome {
  */
 async function freezeOffThread(mountPoint: string): Promise<FreezeOutcome> {
   const started = performance.now();
-  let fd: number;
-  try {
-    fd = open(mountPoint, O_RDONLY);
-  } catch (err) {
-    if (!(err instanceof SyscallError)) throw err;
-    return openFailure(mountPoint, err, performance.now() - started);
-  }
+  const fd = openMount(mountPoint);
+  if (fd instanceof SyscallError) return openFailure(mountPoint, fd, performance.now() - started);
   try {
     if (await fifreezeOffThread(fd)) {
       return { mountPoint, status: "frozen", durationMs: performance.now() - started };
@@ -137,6 +127,16 @@ async function freezeOffThread(mountPoint: string): Promise<FreezeOutcome> {
     closeQuietly(fd);
   }
   return freezeHere(mountPoint, started);
+}
+
+/** open(2) of a mount point for its ioctls, or why it failed. */
+function openMount(mountPoint: string): number | SyscallError {
+  try {
+    return open(mountPoint, O_RDONLY);
+  } catch (err) {
+    if (err instanceof SyscallError) return err;
+    throw err;
+  }
 }
 
 function openFailure(mountPoint: string, err: SyscallError, durationMs: number): FreezeOutcome {
@@ -153,16 +153,13 @@ function errnoFields(err: SyscallError): { errno: number; code: string; text: st
  */
 export function thawMount(mountPoint: string): ThawOutcome {
   const started = performance.now();
-  let fd: number;
-  try {
-    fd = open(mountPoint, O_RDONLY);
-  } catch (err) {
-    if (!(err instanceof SyscallError)) throw err;
+  const fd = openMount(mountPoint);
+  if (fd instanceof SyscallError) {
     return {
       mountPoint,
       thawed: false,
       thaws: 0,
-      errno: err.errno,
+      errno: fd.errno,
       durationMs: performance.now() - started,
     };
   }
