@@ -5,7 +5,7 @@
  * @module
  */
 
-import { runAgent } from "./agent.ts";
+import { AfterReply, runAgent } from "./agent.ts";
 import { createRegistry } from "./commands/mod.ts";
 import { type Config, ConfigError, writesPidfile } from "./config/mod.ts";
 import { errorMessage } from "./errors.ts";
@@ -60,6 +60,7 @@ export async function startAgent(
   const registry = createRegistry();
   registry.setFilters(config.allowRpcs, config.blockRpcs);
   const pidfile = new Pidfile(config, log);
+  const afterReply = new AfterReply();
   const freezer = new LazyFreezeService(config, {
     log,
     startWatchdog: () => startOwnWatchdog(config, options.argv, log),
@@ -67,6 +68,7 @@ export async function startAgent(
       log.openFile();
       pidfile.writeIfDue();
     },
+    afterReply: (work) => afterReply.schedule(work),
   });
   await freezer.recover();
   if (!freezer.frozen) {
@@ -81,6 +83,7 @@ export async function startAgent(
       registry,
       ctx,
       signal: options.signal,
+      afterReply,
       openTransport: (cfg, logger) => openTransport(cfg, logger, activation),
     });
   } finally {

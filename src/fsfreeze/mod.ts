@@ -38,6 +38,8 @@ export interface AgentFreezeOptions {
   startWatchdog(): void;
   /** Frozen mode ended (deferred pidfile, log file). */
   onThawed(): void;
+  /** Runs work once the reply in progress is written (the agent loop's AfterReply). */
+  afterReply(work: () => void): Promise<void>;
 }
 
 /** The agent's freeze service: the engine is loaded before the first freeze does anything. */
@@ -86,6 +88,7 @@ export class LazyFreezeService implements FreezeService {
       log: this.#options.log,
       watchdog,
       onThawed: this.#options.onThawed,
+      afterReply: this.#options.afterReply,
     });
   }
 
