@@ -254,8 +254,11 @@ class HandedOver extends Error {
   override name = "HandedOver";
 }
 
-/** How long after a freeze its report is saved, unless the cycle has ended by then. */
-const FROZEN_REPORT_DELAY_MS = 200;
+/**
+ * When a frozen cycle's report is saved: on the next turn of the event loop, so a thaw already on
+ * its way is answered first, and long before an operator's `status` could look (a process start).
+ */
+const FROZEN_REPORT_DELAY_MS = 0;
 
 /**
  * Saves the report of a frozen cycle off the freeze's path, a moment after the reply (a quick
