@@ -17,10 +17,10 @@ import {
   checkDirectory,
   checkOwnFileOrAbsent,
   openOwnFile,
+  parentDirectory,
   removeQuietly,
   UnsafePathError,
 } from "./safe_files.ts";
-import { dirname } from "node:path";
 
 /** What main passes in. */
 export interface StartOptions {
@@ -112,7 +112,7 @@ function checkFileSafety(config: Config): void {
 }
 
 function checkFileAndDirectory(path: string, what: string): void {
-  checkDirectory(dirname(path), `${what} directory`);
+  checkDirectory(parentDirectory(path), `${what} directory`);
   checkOwnFileOrAbsent(path, what);
 }
 

@@ -26,6 +26,18 @@ import { type FileType, fileType } from "./linux/structs.ts";
 const encoder = new TextEncoder();
 const STICKY = 0o1000;
 
+/**
+ * The directory holding `path`, as dirname(3) (without `node:path`, whose Node.js layer costs the
+ * agent's start-up several milliseconds).
+ */
+export function parentDirectory(path: string): string {
+  const trimmed = path.replace(/\/+$/, "");
+  if (trimmed === "") return path.startsWith("/") ? "/" : ".";
+  const slash = trimmed.lastIndexOf("/");
+  if (slash === -1) return ".";
+  return trimmed.slice(0, slash).replace(/\/+$/, "") || "/";
+}
+
 /** Whether `uid` may own what the agent writes through: root or the agent's own user. */
 function trustedOwner(uid: number): boolean {
   return uid === 0 || uid === Deno.uid();
