@@ -9,6 +9,7 @@ import { AfterReply, runAgent } from "./agent.ts";
 import { createRegistry } from "./commands/mod.ts";
 import { type Config, ConfigError, writesPidfile } from "./config/mod.ts";
 import { errorMessage } from "./errors.ts";
+import { loadLater } from "./load_later.ts";
 import { checkStatedir, LazyFreezeService } from "./fsfreeze/mod.ts";
 import type { AgentLogger } from "./log.ts";
 import { missingPermissions } from "./permission_check.ts";
@@ -122,7 +123,7 @@ function checkFileAndDirectory(path: string, what: string): void {
  * leaves by itself once the agent has gone and no cycle is in force.
  */
 function startOwnWatchdog(config: Config, argv: readonly string[], log: AgentLogger): void {
-  import("./self_exec.ts").then(({ selfCommand }) => {
+  loadSelfExec().then(({ selfCommand }) => {
     const { command, args } = selfCommand(config, ["watchdog", ...argv]);
     const child = new Deno.Command(command, {
       args,
@@ -135,8 +136,12 @@ function startOwnWatchdog(config: Config, argv: readonly string[], log: AgentLog
   }).catch((err) => log.error("cannot start the thaw watchdog", { error: String(err) }));
 }
 
+function loadSelfExec(): Promise<typeof import("./self_exec.ts")> {
+  return loadLater(new URL("./self_exec.ts", import.meta.url));
+}
+
 async function daemonize(config: Config, argv: readonly string[]): Promise<number> {
-  const { selfCommand } = await import("./self_exec.ts");
+  const { selfCommand } = await loadSelfExec();
   const { command, args } = selfCommand(config, [...argv, "--detached-child"]);
   const child = new Deno.Command(command, {
     args,
