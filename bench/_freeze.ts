@@ -17,6 +17,7 @@ import { createLoopMounts } from "../tests/_util/loopfs.ts";
 import { BenchClient } from "./_client.ts";
 import { type AgentKind, childPids, firstPing, rssKiB, sleep, spawnAgent } from "./_procs.ts";
 import { median } from "./_stats.ts";
+import { syncAllAtOnce } from "./_syncfs.ts";
 
 const encoder = new TextEncoder();
 const THAW = encoder.encode(JSON.stringify({ execute: "guest-fsfreeze-thaw" }));
@@ -142,6 +143,23 @@ export async function measureFreeze(
   if (firstAccount) sample.firstAccount = firstAccount;
   if (accounts.length > 0) sample.steadyAccount = medianAccount(accounts);
   return sample;
+}
+
+/**
+ * The floor of a first cycle beside it: `count` fresh filesystems of the same size with the same
+ * dirty data, synced all at once (syncfs on each, concurrently). Nothing is frozen.
+ */
+export async function measureSyncfsFloor(
+  count: number,
+  options: FreezeBenchOptions,
+): Promise<number> {
+  await using mounts = await createLoopMounts(count, {
+    sizeMiB: options.imageMiB,
+    watchdogSeconds: options.watchdogSeconds,
+  });
+  await syncFilesystemOf(mounts.dir);
+  await writeDirtyData(mounts.mounts, options.dirtyMiB);
+  return await syncAllAtOnce(mounts.mounts);
 }
 
 /**

@@ -381,3 +381,23 @@ export async function floorIdleRssKiB(idleScript: string, settleMs: number): Pro
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * A busy machine: one shell busy loop per CPU, children of the bench, ended by PID (SIGKILL) when
+ * disposed.
+ */
+export function startCpuHogs(count = navigator.hardwareConcurrency): AsyncDisposable {
+  const hogs = Array.from({ length: count }, () =>
+    new Deno.Command("sh", {
+      args: ["-c", "while :; do :; done"],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn());
+  return {
+    async [Symbol.asyncDispose]() {
+      for (const hog of hogs) signal(hog, "SIGKILL");
+      await Promise.all(hogs.map((hog) => hog.status));
+    },
+  };
+}

@@ -4,8 +4,9 @@
  * measures, runs interleaved (ours, qemu-ga, ours, …), medians over runs, ratios ours/qemu-ga:
  * start-to-first-`guest-ping`, idle RSS and RSS after many requests, `guest-ping` round trips,
  * and `guest-fsfreeze-freeze-list` + `guest-fsfreeze-thaw` over fresh loop-mounted ext4
- * filesystems (first cycle dirty, then steady), with no hook and with a trivial hook; also the
- * Deno floor. Prints a table and writes JSON to bench/results/.
+ * filesystems (first cycle dirty, then steady), with no hook and with a trivial hook, and again
+ * with every CPU kept busy by the bench's own busy loops; also the floors: a minimal Deno server,
+ * and syncfs of the same dirty data on as many fresh filesystems. Prints a table and writes JSON to bench/results/.
  *
  * Never freezes anything but its own loop mounts (see _freeze.ts and _procs.ts).
  *
@@ -14,9 +15,21 @@
 
 import { parseArgs } from "node:util";
 import { AGENT_V8_FLAGS } from "../src/permissions.ts";
-import { type FreezeBenchOptions, type FreezeSample, measureFreeze } from "./_freeze.ts";
-import { type AgentKind, QEMU_GA, type ServeKind, writeFloorScripts } from "./_procs.ts";
 import {
+  type FreezeBenchOptions,
+  type FreezeSample,
+  measureFreeze,
+  measureSyncfsFloor,
+} from "./_freeze.ts";
+import {
+  type AgentKind,
+  QEMU_GA,
+  type ServeKind,
+  startCpuHogs,
+  writeFloorScripts,
+} from "./_procs.ts";
+import {
+  busySection,
   type FreezeRuns,
   freezeSection,
   type MemoryRuns,
@@ -34,6 +47,7 @@ const USAGE = `usage: deno task bench [options]
   --runs N            runs of start-up, memory and ping per agent (default 5)
   --freeze-runs N     runs of each freeze scenario per agent (default 3)
   --counts LIST       filesystem counts (default 1,8,32)
+  --busy-counts LIST  filesystem counts measured again on a busy machine (default 1,32)
   --hooks LIST        none,trivial (default both)
   --dirty-mib N       MiB written to each filesystem before the first freeze (default 16)
   --steady-cycles N   freeze+thaw cycles after the first (default 5)
@@ -50,6 +64,7 @@ interface Options {
   runs: number;
   freezeRuns: number;
   counts: number[];
+  busyCounts: number[];
   hooks: ("none" | "trivial")[];
   only: Set<string>;
   serve: ServeOptions;
@@ -66,6 +81,7 @@ function parseOptions(argv: string[]): Options {
       runs: { type: "string" },
       "freeze-runs": { type: "string" },
       counts: { type: "string" },
+      "busy-counts": { type: "string" },
       hooks: { type: "string" },
       "dirty-mib": { type: "string" },
       "steady-cycles": { type: "string" },
@@ -97,6 +113,9 @@ function parseOptions(argv: string[]): Options {
     runs: Math.max(1, int(values.runs, quick ? 2 : 5)),
     freezeRuns: Math.max(1, int(values["freeze-runs"], quick ? 1 : 3)),
     counts: (values.counts ?? "1,8,32").split(",").map((c) => int(c, 1)),
+    busyCounts: (values["busy-counts"] ?? "1,32").split(",").filter((c) => c !== "").map((c) =>
+      int(c, 1)
+    ),
     hooks: hooks as ("none" | "trivial")[],
     only: new Set((values.only ?? "serve,memory,freeze").split(",")),
     memory: {
@@ -196,40 +215,69 @@ async function memoryRuns(options: Options, work: string): Promise<MemoryRuns> {
   return runs;
 }
 
+/** One freeze scenario: a hook variant, a mount count, a quiet or busy machine. */
+interface FreezeScenario {
+  hook: "none" | "trivial";
+  count: number;
+  busy: boolean;
+}
+
+function freezeScenarios(options: Options): FreezeScenario[] {
+  const quiet = options.hooks.flatMap((hook) =>
+    options.counts.map((count) => ({ hook, count, busy: false }))
+  );
+  const busy = options.busyCounts.map((count) => ({ hook: "none" as const, count, busy: true }));
+  return [...quiet, ...busy];
+}
+
 /** Every freeze scenario: fresh mounts per run and agent, agents alternating. */
 async function freezeRuns(options: Options, work: string): Promise<FreezeRuns[]> {
   const hookPath = `${work}/trivial-hook.sh`;
   await Deno.writeTextFile(hookPath, TRIVIAL_HOOK, { mode: 0o755 });
   await Deno.chmod(hookPath, 0o755);
   const results: FreezeRuns[] = [];
-  let serial = 0;
-  for (const hook of options.hooks) {
-    for (const count of options.counts) {
-      const agents: Record<AgentKind, FreezeSample[]> = { ours: [], "qemu-ga": [] };
-      for (let run = 0; run < options.freezeRuns; run++) {
-        for (const kind of ["ours", "qemu-ga"] as const) {
-          const dir = `${work}/freeze-${serial++}-${kind}`;
-          await Deno.mkdir(dir);
-          const sample = await measureFreeze(
-            kind,
-            count,
-            hook === "trivial" ? hookPath : undefined,
-            dir,
-            { ...options.freeze, keepVisible: [work] },
-          );
-          agents[kind].push(sample);
-          progress(
-            `freeze ${hook} hook, ${count} fs, run ${run + 1}/${options.freezeRuns}, ${kind}: ` +
-              `1st ${sample.first.freezeMs.toFixed(1)} ms, steady ` +
-              `${sample.steady.totalMs.toFixed(1)} ms`,
-          );
-          if (interrupted) throw new Error("interrupted");
-        }
-      }
-      results.push({ hook, count, agents });
-    }
+  const serial = { next: 0 };
+  for (const scenario of freezeScenarios(options)) {
+    const hook = scenario.hook === "trivial" ? hookPath : undefined;
+    await using _hogs = scenario.busy ? startCpuHogs() : undefined;
+    results.push(await freezeScenario(scenario, hook, options, work, serial));
   }
   return results;
+}
+
+async function freezeScenario(
+  scenario: FreezeScenario,
+  hookPath: string | undefined,
+  options: Options,
+  work: string,
+  serial: { next: number },
+): Promise<FreezeRuns> {
+  const { hook, count, busy } = scenario;
+  const agents: Record<AgentKind, FreezeSample[]> = { ours: [], "qemu-ga": [] };
+  const syncfsFloorMs: number[] = [];
+  const label = `freeze ${hook} hook, ${count} fs${busy ? ", busy machine" : ""}`;
+  for (let run = 0; run < options.freezeRuns; run++) {
+    for (const kind of ["ours", "qemu-ga"] as const) {
+      const dir = `${work}/freeze-${serial.next++}-${kind}`;
+      await Deno.mkdir(dir);
+      const sample = await measureFreeze(kind, count, hookPath, dir, {
+        ...options.freeze,
+        keepVisible: [work],
+      });
+      agents[kind].push(sample);
+      progress(
+        `${label}, run ${run + 1}/${options.freezeRuns}, ${kind}: ` +
+          `1st ${sample.first.freezeMs.toFixed(1)} ms, steady ` +
+          `${sample.steady.totalMs.toFixed(1)} ms`,
+      );
+      if (interrupted) throw new Error("interrupted");
+    }
+    if (hook === "none" && !busy) {
+      syncfsFloorMs.push(await measureSyncfsFloor(count, options.freeze));
+      progress(`${label}, run ${run + 1}: syncfs floor ${syncfsFloorMs.at(-1)!.toFixed(1)} ms`);
+    }
+  }
+  return { hook, count, busy, agents, syncfsFloorMs };
 }
 
 /** Write bandwidth of the disk under /tmp (where the loop images live): 256 MiB, fsync'ed. */
@@ -306,9 +354,12 @@ async function main(): Promise<void> {
     if (options.only.has("freeze")) {
       const disk = { mbPerSecond: await diskMBps(), dirtyMiB: options.freeze.dirtyMiB };
       freeze = await freezeRuns(options, work);
+      const quiet = freeze.filter((f) => !f.busy);
       for (const hook of options.hooks) {
-        sections.push(freezeSection(freeze.filter((f) => f.hook === hook), disk));
+        sections.push(freezeSection(quiet.filter((f) => f.hook === hook), disk));
       }
+      const busy = freeze.filter((f) => f.busy);
+      if (busy.length > 0) sections.push(busySection(busy, quiet));
     }
   } finally {
     if (tmpfs) await unmount(work);
