@@ -15,6 +15,7 @@ import type { Connection, ReadResult, Transport } from "./_connection.ts";
 import type { Activation, ListenEnv } from "./activated.ts";
 import { transportMethod } from "./methods.ts";
 
+export { connectUnix } from "./socket.ts";
 export type { Activation, Connection, ListenEnv, ReadResult, Transport };
 
 /**
