@@ -122,6 +122,58 @@ export class FakeDelegate {
     return Promise.resolve(ours);
   };
 
+  /**
+   * Serves real clients on a unix socket at `path` (for tests of the agent process): each
+   * connection is bridged to one of its in-memory ones.
+   */
+  listen(path: string): AsyncDisposable {
+    const listener = Deno.listen({ transport: "unix", path });
+    const conns = new Set<Deno.Conn>();
+    const bridges: Promise<void>[] = [];
+    const accepting = (async () => {
+      for await (const conn of listener) {
+        conns.add(conn);
+        bridges.push(this.#bridge(conn).finally(() => conns.delete(conn)));
+      }
+    })().catch(() => {});
+    return {
+      [Symbol.asyncDispose]: async () => {
+        listener.close();
+        for (const conn of conns) conn.close();
+        this.crash();
+        await accepting;
+        await Promise.all(bridges);
+      },
+    };
+  }
+
+  async #bridge(conn: Deno.Conn): Promise<void> {
+    const end = await this.connect();
+    const inward = (async () => {
+      const buffer = new Uint8Array(4096);
+      while (true) {
+        const count = await conn.read(buffer).catch(() => null);
+        if (count === null) break;
+        await end.write(buffer.slice(0, count)).catch(() => {});
+      }
+      end.close();
+    })();
+    while (true) {
+      const result = await end.read();
+      if (result.type !== "data") break;
+      let offset = 0;
+      while (offset < result.bytes.length) {
+        offset += await conn.write(result.bytes.subarray(offset)).catch(() => result.bytes.length);
+      }
+    }
+    try {
+      conn.close();
+    } catch {
+      // closed by the other side
+    }
+    await inward;
+  }
+
   /** Closes every connection (a crash or a restart). */
   crash(): void {
     for (const end of this.#ends) end.close();
