@@ -254,13 +254,10 @@ class HandedOver extends Error {
   override name = "HandedOver";
 }
 
-/** How long after a freeze its report is saved, unless the cycle has ended by then. */
-const FROZEN_REPORT_DELAY_MS = 200;
-
 /**
- * Saves the report of a frozen cycle off the freeze's path, a moment after the reply (a quick
- * thaw saves the whole cycle's report anyway), unless the cycle has ended meanwhile or the state
- * dir is on a frozen filesystem.
+ * Saves the report of a frozen cycle off the freeze's path, right after the reply (the next
+ * request does not wait for it), unless the cycle has ended meanwhile or the state dir is on a
+ * frozen filesystem.
  */
 function saveWhileInForce(ctx: FreezeContext, report: CycleReport, frozen: string[]): void {
   const { engine } = ctx;
@@ -271,7 +268,7 @@ function saveWhileInForce(ctx: FreezeContext, report: CycleReport, frozen: strin
     } catch (err) {
       engine.log.warn("cannot save the cycle report", { error: (err as Error).message });
     }
-  }, FROZEN_REPORT_DELAY_MS);
+  }, 0);
   Deno.unrefTimer(timer);
 }
 
