@@ -97,7 +97,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /**
- * The delegate's commands for `-b help` (docs/design.md #36): they can be blocked and allowed as
+ * The delegate's commands for `-b help` (docs/design.md #40): they can be blocked and allowed as
  * ours. A delegate that does not answer is reported; its commands are then not listed.
  */
 async function delegateCommands(config: Config): Promise<readonly ForwardedCommand[]> {

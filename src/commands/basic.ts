@@ -38,7 +38,7 @@ export function registerSyncCommands<Ctx extends BasicContext>(registry: Registr
 
 /**
  * Registers `guest-info`, which lists every command registered (before or after it) and the
- * delegate's (docs/design.md #36).
+ * delegate's (docs/design.md #40).
  */
 export function registerInfoCommand<Ctx extends BasicContext>(registry: Registry<Ctx>): void {
   registry.register({

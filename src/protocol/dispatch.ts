@@ -2,7 +2,7 @@
  * From one parsed message to one reply line: envelope validation with qemu's `qmp_dispatch` texts,
  * command lookup and enable check, argument checking, the handler call, and the response with the
  * request's `id` echoed (docs/protocol.md, "Requests and replies"). A command the registry does
- * not have may be served by a {@link Forwarder} (the delegate, docs/design.md #36): the enable
+ * not have may be served by a {@link Forwarder} (the delegate, docs/design.md #36, #37): the enable
  * check is still ours, and its reply line is passed on as it came.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * The agent's session with its delegate (docs/design.md #36): one connection, kept open between
+ * The agent's session with its delegate (docs/design.md #38): one connection, kept open between
  * commands, on which each operation runs in turn under its own deadline. A session starts with
  * 0xFF and the delegate's own `guest-sync-delimited` (qemu-ga keeps one parser across its clients,
  * so whatever a dropped connection left in it is flushed), then `guest-info` for its command
@@ -196,10 +196,11 @@ export class DelegateClient {
   }
 
   /**
-   * A command with no reply on success: a `guest-sync-delimited` follows it in the same write. The
-   * delegate runs one request after the other, so the sync's reply alone means success; a line
-   * before it is the command's own reply (an error). No answer in time is taken as success: a
-   * suspended guest answers when it wakes up, and the next operation synchronises first.
+   * A command with no reply on success (docs/design.md #39): a `guest-sync-delimited` follows it
+   * in the same write. The delegate runs one request after the other, so the sync's reply alone
+   * means success; a line before it is the command's own reply (an error). No answer in time is
+   * taken as success: a suspended guest answers when it wakes up, and the next operation
+   * synchronises first.
    */
   async #callWithoutReply(
     session: Session,
