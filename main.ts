@@ -13,6 +13,7 @@ import { commandNames, createRegistry } from "./src/commands/mod.ts";
 import { type Config, parseConfig, renderConfig, UsageError, usageText } from "./src/config/mod.ts";
 import { errorMessage } from "./src/errors.ts";
 import { createLogger, silentLogger } from "./src/log.ts";
+import { loadLater } from "./src/load_later.ts";
 import type { ForwardedCommand } from "./src/protocol/dispatch.ts";
 import { startAgent } from "./src/main_agent.ts";
 import type { ListenEnv } from "./src/transport/mod.ts";
@@ -60,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
   // Local subcommands are words, never options: only they load cli.ts and the freeze engine it
   // needs (the agent loads the engine on its first freeze command; start-up stays short).
   const cli = first !== undefined && !first.startsWith("-")
-    ? await import("./src/cli.ts")
+    ? await loadLater<typeof import("./src/cli.ts")>(new URL("./src/cli.ts", import.meta.url))
     : undefined;
   const local = cli?.isLocalCommand(first as string) ? first as LocalCommand : undefined;
   const env = { QGA_CONF: Deno.env.get("QGA_CONF") };
@@ -102,7 +103,9 @@ async function main(argv: string[]): Promise<number> {
  */
 async function delegateCommands(config: Config): Promise<readonly ForwardedCommand[]> {
   if (config.delegateSocket === undefined) return [];
-  const { configuredDelegate } = await import("./src/commands/delegate/mod.ts");
+  const { configuredDelegate } = await loadLater<typeof import("./src/commands/delegate/mod.ts")>(
+    new URL("./src/commands/delegate/mod.ts", import.meta.url),
+  );
   const delegate = configuredDelegate(config, silentLogger)!;
   try {
     return await delegate.commands(true);

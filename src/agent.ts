@@ -32,6 +32,44 @@ export interface AgentDeps<Ctx extends DispatchContext> {
   signal: AbortSignal;
   /** Opens the transport (tests may pass their own). */
   openTransport?: (config: Config, log: Logger) => Promise<Transport>;
+  /** Work handlers leave for after their reply (the freeze service's report save). */
+  afterReply?: AfterReply;
+}
+
+/**
+ * Work a handler leaves for after its reply, so the host's answer never waits for it (a thaw's
+ * cycle report): it runs as soon as the reply is written — before the next request is read —
+ * or, outside a request (a thaw at SIGTERM or at the deadline), right after the current step.
+ */
+export class AfterReply {
+  #answering = false;
+  #pending: (() => void)[] = [];
+
+  /** Runs `work` after the reply in progress (or the current step); resolves once it ran. */
+  schedule(work: () => void): Promise<void> {
+    if (!this.#answering) return Promise.resolve().then(work);
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#pending.push(() => {
+      try {
+        work();
+        resolve();
+      } catch (err) {
+        reject(err);
+      }
+    });
+    return promise;
+  }
+
+  /** A request is being answered: work scheduled now waits for {@link replied}. */
+  answering(): void {
+    this.#answering = true;
+  }
+
+  /** Its reply is written (or dropped): the work it left runs now. */
+  replied(): void {
+    this.#answering = false;
+    if (this.#pending.length > 0) { for (const work of this.#pending.splice(0)) work(); }
+  }
 }
 
 /** Serves until `signal` aborts. Throws when the channel fails and `--retry-path` is off. */
@@ -99,9 +137,10 @@ async function serveTransport<Ctx extends DispatchContext>(
 /** Reads, parses and answers one connection until it closes. */
 export async function serveConnection<Ctx extends DispatchContext>(
   connection: Connection,
-  deps: Pick<AgentDeps<Ctx>, "log" | "registry" | "ctx">,
+  deps: Pick<AgentDeps<Ctx>, "log" | "registry" | "ctx" | "afterReply">,
   memory: MemoryReclaimer = new MemoryReclaimer(),
 ): Promise<void> {
+  const afterReply = deps.afterReply ?? new AfterReply();
   // A fresh parser per connection: a partial message left by a previous client is not ours.
   const parser = new JsonMessageParser();
   while (true) {
@@ -120,12 +159,17 @@ export async function serveConnection<Ctx extends DispatchContext>(
         if (!await send(connection, encoder.encode(parseErrorLine(event.desc)), deps.log)) return;
         continue;
       }
-      const started = performance.now();
-      const reply = await dispatchMessage(event.value, deps.registry, deps.ctx);
-      const ms = Math.round((performance.now() - started) * 1000) / 1000;
-      deps.log.debug("command done", { cmd: reply.command ?? "(invalid)", ms });
-      if (reply.line === undefined) continue;
-      if (!await send(connection, replyBytes(reply.line, reply.delimited), deps.log)) return;
+      afterReply.answering();
+      try {
+        const started = performance.now();
+        const reply = await dispatchMessage(event.value, deps.registry, deps.ctx);
+        const ms = Math.round((performance.now() - started) * 1000) / 1000;
+        deps.log.debug("command done", { cmd: reply.command ?? "(invalid)", ms });
+        if (reply.line === undefined) continue;
+        if (!await send(connection, replyBytes(reply.line, reply.delimited), deps.log)) return;
+      } finally {
+        afterReply.replied();
+      }
     }
   }
 }

@@ -5,11 +5,12 @@
  * @module
  */
 
-import { runAgent } from "./agent.ts";
+import { AfterReply, runAgent } from "./agent.ts";
 import { createRegistry } from "./commands/mod.ts";
 import type { Delegate } from "./commands/delegate/mod.ts";
 import { type Config, ConfigError, writesPidfile } from "./config/mod.ts";
 import { errorMessage } from "./errors.ts";
+import { loadLater } from "./load_later.ts";
 import { checkStatedir, LazyFreezeService } from "./fsfreeze/mod.ts";
 import type { AgentLogger } from "./log.ts";
 import { missingPermissions } from "./permission_check.ts";
@@ -18,10 +19,10 @@ import {
   checkDirectory,
   checkOwnFileOrAbsent,
   openOwnFile,
+  parentDirectory,
   removeQuietly,
   UnsafePathError,
 } from "./safe_files.ts";
-import { dirname } from "node:path";
 
 /** What main passes in. */
 export interface StartOptions {
@@ -61,6 +62,7 @@ export async function startAgent(
   const registry = createRegistry();
   registry.setFilters(config.allowRpcs, config.blockRpcs);
   const pidfile = new Pidfile(config, log);
+  const afterReply = new AfterReply();
   const freezer = new LazyFreezeService(config, {
     log,
     startWatchdog: () => startOwnWatchdog(config, options.argv, log),
@@ -68,6 +70,7 @@ export async function startAgent(
       log.openFile();
       pidfile.writeIfDue();
     },
+    afterReply: (work) => afterReply.schedule(work),
   });
   await freezer.recover();
   if (!freezer.frozen) {
@@ -83,6 +86,7 @@ export async function startAgent(
       registry,
       ctx,
       signal: options.signal,
+      afterReply,
       openTransport: (cfg, logger) => openTransport(cfg, logger, activation),
     });
   } finally {
@@ -106,7 +110,9 @@ async function openDelegate(
   frozen: boolean,
 ): Promise<Delegate | undefined> {
   if (config.delegateSocket === undefined) return undefined;
-  const { configuredDelegate } = await import("./commands/delegate/mod.ts");
+  const { configuredDelegate } = await loadLater<typeof import("./commands/delegate/mod.ts")>(
+    new URL("./commands/delegate/mod.ts", import.meta.url),
+  );
   const delegate = configuredDelegate(config, log);
   if (!frozen) delegate?.start();
   return delegate;
@@ -129,7 +135,7 @@ function checkFileSafety(config: Config): void {
 }
 
 function checkFileAndDirectory(path: string, what: string): void {
-  checkDirectory(dirname(path), `${what} directory`);
+  checkDirectory(parentDirectory(path), `${what} directory`);
   checkOwnFileOrAbsent(path, what);
 }
 
@@ -139,7 +145,7 @@ function checkFileAndDirectory(path: string, what: string): void {
  * leaves by itself once the agent has gone and no cycle is in force.
  */
 function startOwnWatchdog(config: Config, argv: readonly string[], log: AgentLogger): void {
-  import("./self_exec.ts").then(({ selfCommand }) => {
+  loadSelfExec().then(({ selfCommand }) => {
     const { command, args } = selfCommand(config, ["watchdog", ...argv]);
     const child = new Deno.Command(command, {
       args,
@@ -152,8 +158,12 @@ function startOwnWatchdog(config: Config, argv: readonly string[], log: AgentLog
   }).catch((err) => log.error("cannot start the thaw watchdog", { error: String(err) }));
 }
 
+function loadSelfExec(): Promise<typeof import("./self_exec.ts")> {
+  return loadLater(new URL("./self_exec.ts", import.meta.url));
+}
+
 async function daemonize(config: Config, argv: readonly string[]): Promise<number> {
-  const { selfCommand } = await import("./self_exec.ts");
+  const { selfCommand } = await loadSelfExec();
   const { command, args } = selfCommand(config, [...argv, "--detached-child"]);
   const child = new Deno.Command(command, {
     args,

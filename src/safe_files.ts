@@ -26,6 +26,18 @@ import { type FileType, fileType } from "./linux/structs.ts";
 const encoder = new TextEncoder();
 const STICKY = 0o1000;
 
+/**
+ * The directory holding `path`, as dirname(3) (without `node:path`, whose Node.js layer costs the
+ * agent's start-up several milliseconds).
+ */
+export function parentDirectory(path: string): string {
+  const trimmed = path.replace(/\/+$/, "");
+  if (trimmed === "") return path.startsWith("/") ? "/" : ".";
+  const slash = trimmed.lastIndexOf("/");
+  if (slash === -1) return ".";
+  return trimmed.slice(0, slash).replace(/\/+$/, "") || "/";
+}
+
 /** Whether `uid` may own what the agent writes through: root or the agent's own user. */
 function trustedOwner(uid: number): boolean {
   return uid === 0 || uid === Deno.uid();
@@ -139,12 +151,7 @@ function describeEntry(entry: Entry): string {
  */
 export function writeFileAtomic(path: string, text: string): void {
   const temp = `${path}.tmp-${Deno.pid}`;
-  const file = createExclusive(temp);
-  try {
-    writeAllSync(file, encoder.encode(text));
-  } finally {
-    file.close();
-  }
+  writeExclusive(temp, encoder.encode(text));
   try {
     Deno.renameSync(temp, path);
   } catch (err) {
@@ -153,16 +160,19 @@ export function writeFileAtomic(path: string, text: string): void {
   }
 }
 
-/** Creates `path` owner-only with `O_CREAT|O_EXCL`, unlinking a stale entry there once. */
-function createExclusive(path: string): Deno.FsFile {
-  const options = { write: true, createNew: true, mode: 0o600 } as const;
+/**
+ * Creates `path` owner-only with `O_CREAT|O_EXCL` and writes `bytes` to it (one call: open,
+ * write, close), unlinking a stale entry there once.
+ */
+function writeExclusive(path: string, bytes: Uint8Array): void {
+  const options = { createNew: true, mode: 0o600 } as const;
   try {
-    return Deno.openSync(path, options);
+    return Deno.writeFileSync(path, bytes, options);
   } catch (err) {
     if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
   }
   Deno.removeSync(path); // unlink(2) removes a symlink itself, never what it points at
-  return Deno.openSync(path, options);
+  Deno.writeFileSync(path, bytes, options);
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   checkDirectory,
   checkOwnFileOrAbsent,
   openOwnFile,
+  parentDirectory,
   removeQuietly,
   UnsafePathError,
   writeAllSync,
@@ -164,4 +165,18 @@ Deno.test("removeQuietly() removes an entry and ignores one that is gone", async
   removeQuietly(path);
   await assert.rejects(Deno.lstat(path), Deno.errors.NotFound);
   removeQuietly(path);
+});
+
+Deno.test("parentDirectory() names the directory holding a path, as dirname(3)", () => {
+  const cases: [string, string][] = [
+    ["/run/qga.sock", "/run"],
+    ["/run/fsfreeze/agent.pid", "/run/fsfreeze"],
+    ["/qga.sock", "/"],
+    ["/", "/"],
+    ["/run/dir/", "/run"],
+    ["/run//qga.sock", "/run"],
+    ["qga.sock", "."],
+    ["dir/qga.sock", "dir"],
+  ];
+  for (const [path, parent] of cases) assert.equal(parentDirectory(path), parent, path);
 });

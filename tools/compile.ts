@@ -309,8 +309,11 @@ export function chooseTargets(
   return [...ARCHES];
 }
 
-/** `*_worker.ts` modules under `src/`: `deno compile` only embeds them when named. */
-export function findWorkerModules(root: string): string[] {
+/**
+ * Every module under `src/`: `deno compile` embeds only what the entry imports by literal
+ * specifier, and Worker entry points and modules loaded on first use (src/load_later.ts) are not.
+ */
+export function findSourceModules(root: string): string[] {
   const found: string[] = [];
   const walk = (dir: string): void => {
     let entries: Deno.DirEntry[];
@@ -323,7 +326,7 @@ export function findWorkerModules(root: string): string[] {
     for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
       const path = `${dir}/${entry.name}`;
       if (entry.isDirectory) walk(path);
-      else if (entry.isFile && entry.name.endsWith("_worker.ts")) found.push(path);
+      else if (entry.isFile && entry.name.endsWith(".ts")) found.push(path);
     }
   };
   walk("src");
@@ -466,7 +469,7 @@ async function compileOne(
   const args = compileArgs(plan, arch, {
     output,
     entry: options.entry,
-    includes: findWorkerModules("."),
+    includes: findSourceModules("."),
   });
   const denort = denortFor(arch, env);
   // deno compile reads DENORT_BIN only: hand it the one for this architecture.

@@ -66,15 +66,15 @@ export async function endCycle(
 
 /**
  * {@link endCycle} for the agent: returns once the cycle has ended — thawed, its thaw hook run,
- * its state file removed — so the host's reply goes out at once; `recorded` settles when its
- * report is saved, which the agent's next operation waits for.
+ * its state file removed — so the host's reply goes out at once; `record` saves its report, which
+ * the agent does after the reply and before its next operation.
  * @throws {CycleBusyError} when the lock stayed taken
  */
 export async function endCycleThenRecord(
   engine: Engine,
   by: ThawedBy,
   options: EndOptions & { waitMs: number; signal?: AbortSignal },
-): Promise<{ end: CycleEnd; recorded: Promise<void> } | undefined> {
+): Promise<{ end: CycleEnd; record: () => void } | undefined> {
   const lock = await acquireLock(engine, options.waitMs, options.signal);
   if (lock === undefined) {
     throw new CycleBusyError("the freeze cycle is being ended by another process");
@@ -89,11 +89,7 @@ export async function endCycleThenRecord(
   } finally {
     lock.release();
   }
-  const recorded = (async () => {
-    await engine.clock.sleep(0); // after the reply
-    saveReportQuietly(engine, end.report);
-  })();
-  return { end, recorded };
+  return { end, record: () => saveReportQuietly(engine, end.report) };
 }
 
 /** A cycle thawed but not yet finished: its thaw hook, report and state removal are due. */

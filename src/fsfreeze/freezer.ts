@@ -20,7 +20,7 @@
 
 import { Errno, SyscallError } from "../linux/errno.ts";
 import { closeQuietly, O_RDONLY, open } from "../linux/fd.ts";
-import { fifreeze, fifreezeOffThread, fithaw } from "../linux/freeze.ts";
+import { fifreeze, fifreezeOffThread, fithawErrno } from "../linux/freeze.ts";
 
 /** What happened to one mount's FIFREEZE. */
 export type FreezeOutcome =
@@ -166,10 +166,9 @@ export function thawMount(mountPoint: string): ThawOutcome {
   let thaws = 0;
   let errno: number | undefined;
   try {
-    for (; thaws < MAX_THAWS; thaws++) fithaw(fd, mountPoint);
-  } catch (err) {
-    if (!(err instanceof SyscallError)) throw err;
-    if (err.errno !== Errno.EINVAL) errno = err.errno; // EINVAL: not frozen (any more)
+    let failed = fithawErrno(fd);
+    while (failed === 0 && ++thaws < MAX_THAWS) failed = fithawErrno(fd);
+    if (failed !== 0 && failed !== Errno.EINVAL) errno = failed; // EINVAL: not frozen (any more)
   } finally {
     closeQuietly(fd);
   }

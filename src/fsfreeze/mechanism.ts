@@ -10,7 +10,7 @@ import { sleep } from "../sleep.ts";
 import type { Clock, Engine, EngineConfig } from "./engine.ts";
 import { freezeMounts, thawMounts } from "./freezer.ts";
 import { hookRunner } from "./hook_phase.ts";
-import { readMountinfoText, statBlockDevice } from "./mountinfo.ts";
+import { MountinfoWatch, readMountinfoText, statBlockDevice } from "./mountinfo.ts";
 import { MountSelector, type MountTable, type SelectionConfig } from "./selection.ts";
 import { FileStateStore } from "./state.ts";
 import { sysfsTopology } from "./topology.ts";
@@ -18,13 +18,17 @@ import { sysfsTopology } from "./topology.ts";
 /** The system clock. */
 export const systemClock: Clock = { now: () => Date.now(), sleep };
 
-/** The mount table as the kernel shows it to this process. */
-export const kernelMountTable: MountTable = {
-  readMountinfo: readMountinfoText,
-  statBlockDevice,
-  topology: () => sysfsTopology(),
-  mayRead: (path) => Deno.permissions.querySync({ name: "read", path }).state === "granted",
-};
+/** The mount table as the kernel shows it to this process (one change watch per table). */
+export function kernelMountTable(): MountTable {
+  const watch = new MountinfoWatch();
+  return {
+    readMountinfo: readMountinfoText,
+    mayHaveChanged: () => watch.mayHaveChanged(),
+    statBlockDevice,
+    topology: () => sysfsTopology(),
+    mayRead: (path) => Deno.permissions.querySync({ name: "read", path }).state === "granted",
+  };
+}
 
 /** The engine of a configuration, on the real mechanism. */
 export function createEngine(config: EngineConfig & SelectionConfig, log: Logger): Engine {
@@ -36,7 +40,7 @@ export function createEngine(config: EngineConfig & SelectionConfig, log: Logger
       freeze: (waves) => freezeMounts(waves),
       thaw: (mounts) => thawMounts(mounts),
     },
-    mounts: new MountSelector(config, kernelMountTable),
+    mounts: new MountSelector(config, kernelMountTable()),
     hooks: hookRunner(config.fsfreezeHookTimeout, log),
     store: new FileStateStore(config.statedir),
   };

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { loadLater } from "../load_later.ts";
 import type { Logger } from "../log.ts";
 import type { Arming } from "./freeze_cycle.ts";
 import type { HoldingLog } from "./frozen_mode.ts";
@@ -38,6 +39,8 @@ export interface AgentFreezeOptions {
   startWatchdog(): void;
   /** Frozen mode ended (deferred pidfile, log file). */
   onThawed(): void;
+  /** Runs work once the reply in progress is written (the agent loop's AfterReply). */
+  afterReply(work: () => void): Promise<void>;
 }
 
 /** The agent's freeze service: the engine is loaded before the first freeze does anything. */
@@ -68,10 +71,10 @@ export class LazyFreezeService implements FreezeService {
   async #create(): Promise<FreezeEngineService> {
     const [{ FreezeEngineService }, { createEngine, systemClock }, { WatchdogLink }, { loadLibc }] =
       await Promise.all([
-        import("./service.ts"),
-        import("./mechanism.ts"),
-        import("./watchdog_link.ts"),
-        import("../linux/libc.ts"),
+        load<typeof import("./service.ts")>("./service.ts"),
+        load<typeof import("./mechanism.ts")>("./mechanism.ts"),
+        load<typeof import("./watchdog_link.ts")>("./watchdog_link.ts"),
+        load<typeof import("../linux/libc.ts")>("../linux/libc.ts"),
       ]);
     loadLibc();
     const engine = createEngine(this.#config, this.#options.log);
@@ -86,6 +89,7 @@ export class LazyFreezeService implements FreezeService {
       log: this.#options.log,
       watchdog,
       onThawed: this.#options.onThawed,
+      afterReply: this.#options.afterReply,
     });
   }
 
@@ -159,11 +163,11 @@ export async function localThaw(
   const [{ createEngine }, { endCycle }, { thawOrder }, { lockWaitMs }, { loadLibc }] =
     await Promise
       .all([
-        import("./mechanism.ts"),
-        import("./end_cycle.ts"),
-        import("./ordering.ts"),
-        import("./engine.ts"),
-        import("../linux/libc.ts"),
+        load<typeof import("./mechanism.ts")>("./mechanism.ts"),
+        load<typeof import("./end_cycle.ts")>("./end_cycle.ts"),
+        load<typeof import("./ordering.ts")>("./ordering.ts"),
+        load<typeof import("./engine.ts")>("./engine.ts"),
+        load<typeof import("../linux/libc.ts")>("../linux/libc.ts"),
       ]);
   loadLibc();
   const engine = createEngine(config, log);
@@ -192,10 +196,15 @@ export async function serveWatchdog(
   options: { transport: Transport; persistent: boolean; signal: AbortSignal },
 ): Promise<void> {
   const [{ createEngine }, { runWatchdog }, { loadLibc }] = await Promise.all([
-    import("./mechanism.ts"),
-    import("./watchdog.ts"),
-    import("../linux/libc.ts"),
+    load<typeof import("./mechanism.ts")>("./mechanism.ts"),
+    load<typeof import("./watchdog.ts")>("./watchdog.ts"),
+    load<typeof import("../linux/libc.ts")>("../linux/libc.ts"),
   ]);
   loadLibc();
   await runWatchdog(createEngine(config, log), options.transport, options);
+}
+
+/** A module of the engine, loaded on first use (`path` relative to this one). */
+function load<Module>(path: string): Promise<Module> {
+  return loadLater(new URL(path, import.meta.url));
 }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { closeQuietly, O_RDONLY, open, Poll, poll } from "../linux/fd.ts";
 import { major, minor, readTextFileRaw, stat } from "../linux/files.ts";
 import { fileType } from "../linux/structs.ts";
 
@@ -102,6 +103,41 @@ export function readMountinfo(): MountEntry[] {
  */
 export function readMountinfoText(): string {
   return readTextFileRaw(MOUNTINFO_PATH);
+}
+
+/**
+ * Tells whether this process's mount table may have changed, without reading it: the kernel marks
+ * an open `/proc/self/mountinfo` with POLLPRI once a mount, unmount, move or remount happened
+ * since the mark was last taken (proc(5)). Propagation changes leave no mark; they change only
+ * the optional fields, which the selection does not use.
+ */
+export class MountinfoWatch {
+  #fd: number | undefined;
+
+  /**
+   * Whether the table may have changed since the previous call: true the first time, and when it
+   * cannot be told. Takes the kernel's mark, so call it before reading the table.
+   */
+  mayHaveChanged(): boolean {
+    try {
+      if (this.#fd === undefined) {
+        this.#fd = open(MOUNTINFO_PATH, O_RDONLY);
+        return true;
+      }
+      const entry = { fd: this.#fd, events: Poll.POLLPRI, revents: 0 };
+      poll([entry], 0);
+      return (entry.revents & (Poll.POLLPRI | Poll.POLLERR | Poll.POLLNVAL)) !== 0;
+    } catch {
+      this.close();
+      return true;
+    }
+  }
+
+  /** Closes the descriptor (the next call starts over). */
+  close(): void {
+    if (this.#fd !== undefined) closeQuietly(this.#fd);
+    this.#fd = undefined;
+  }
 }
 
 /**

@@ -5,8 +5,9 @@
  * filter; and the freeze waves of what is left (ordering.ts).
  *
  * The mount table is read through a small {@link MountTable} (the real one reads
- * /proc/self/mountinfo and sysfs through libc), and the work after reading it is done again only
- * when its text changed: a guest's mounts rarely change between two freezes.
+ * /proc/self/mountinfo and sysfs through libc) only when the kernel says it may have changed, and
+ * the work after reading it is done again only when its text changed: a guest's mounts rarely
+ * change between two freezes.
  *
  * @module
  */
@@ -36,6 +37,11 @@ export interface Selection {
 export interface MountTable {
   /** The text of /proc/self/mountinfo. @throws when it cannot be read */
   readMountinfo(): string;
+  /**
+   * Whether the table may have changed since the previous call (true the first time); called
+   * before each read. Absent: the text is read and compared every time.
+   */
+  mayHaveChanged?(): boolean;
   statBlockDevice: StatBlockDevice;
   topology(): BlockTopology;
   /** Whether the agent's read permission covers `path`. */
@@ -89,9 +95,14 @@ export class MountSelector {
   }
 
   #all(): Selection {
+    const changed = this.#table.mayHaveChanged?.() ?? true;
+    const cached = this.#cached;
+    if (!changed && cached !== undefined) return cached.all;
+    this.#cached = undefined; // until the table has been read and worked out again
     const text = this.#table.readMountinfo();
-    if (this.#cached?.text !== text) this.#cached = { text, all: this.#compute(text) };
-    return this.#cached.all;
+    const all = cached?.text === text ? cached.all : this.#compute(text);
+    this.#cached = { text, all };
+    return all;
   }
 
   #compute(text: string): Selection {

@@ -38,6 +38,11 @@ export interface ServiceOptions {
   watchdog?: Arming | undefined;
   /** Frozen mode ended (deferred pidfile, log file). */
   onThawed?: () => void;
+  /**
+   * Runs work once the reply in progress is written (the agent's loop); resolves after it ran.
+   * Default: right after the current step.
+   */
+  afterReply?: (work: () => void) => Promise<void>;
 }
 
 /** The freeze service of one agent. */
@@ -45,6 +50,7 @@ export class FreezeEngineService implements FreezeService {
   readonly #engine: Engine;
   readonly #watchdog: Arming | undefined;
   readonly #frozenMode: FrozenMode;
+  readonly #afterReply: (work: () => void) => Promise<void>;
   #report: CycleReport | undefined;
   /** The operation in progress and its deferred work: the next one starts after it. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -53,6 +59,7 @@ export class FreezeEngineService implements FreezeService {
   constructor(engine: Engine, options: ServiceOptions) {
     this.#engine = engine;
     this.#watchdog = options.watchdog;
+    this.#afterReply = options.afterReply ?? ((work) => Promise.resolve().then(work));
     this.#frozenMode = new FrozenMode(options.log, {
       poll: () => this.#noticeOutsideThaw(),
       deadlinePassed: () => this.#ownDeadline(),
@@ -158,7 +165,7 @@ export class FreezeEngineService implements FreezeService {
     }
     if (ended !== undefined) {
       // The report is saved after the reply; the next operation waits for it.
-      this.#defer(ended.recorded);
+      this.#defer(this.#afterReply(ended.record));
       this.#report = ended.end.report;
       this.#frozenMode.leave();
       return ended.end.count;

@@ -63,20 +63,20 @@ export class WatchdogLink implements Arming {
 
   /** Drops the connection (a watchdog the agent started then exits when idle). */
   close(): void {
-    try {
-      this.#conn?.close();
-    } catch {
-      // closed already
-    }
+    if (this.#conn !== undefined) closeQuietly(this.#conn);
     this.#conn = undefined;
     this.#buffer = "";
   }
 
   async #request(request: { arm: string }): Promise<WatchdogReply> {
     const conn = this.#conn ?? await this.#connect();
-    const bytes = encoder.encode(JSON.stringify(request) + "\n");
-    for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));
-    return JSON.parse(await this.#readLine(conn)) as WatchdogReply;
+    // The answer is awaited while the request is written: no turn of the event loop in between.
+    // A failed write closes the connection, which ends the read.
+    const writing = writeAll(conn, encoder.encode(JSON.stringify(request) + "\n"));
+    writing.catch(() => closeQuietly(conn));
+    const line = await this.#readLine(conn);
+    await writing;
+    return JSON.parse(line) as WatchdogReply;
   }
 
   async #connect(): Promise<Deno.UnixConn> {
@@ -111,6 +111,18 @@ export class WatchdogLink implements Arming {
       if (count === null) throw new Error("the watchdog closed the connection");
       this.#buffer += decoder.decode(chunk.subarray(0, count), { stream: true });
     }
+  }
+}
+
+async function writeAll(conn: Deno.UnixConn, bytes: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));
+}
+
+function closeQuietly(conn: Deno.UnixConn): void {
+  try {
+    conn.close();
+  } catch {
+    // closed already
   }
 }
 

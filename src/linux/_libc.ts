@@ -110,7 +110,14 @@ export const LIBC_CANDIDATES: readonly string[] = [
 
 /** The loaded symbols. */
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+type SymbolName = keyof typeof SYMBOLS;
+
+/** Every symbol, once {@link loadAllSymbols} ran. */
 let symbols: Libc | undefined;
+/** Until then: each symbol opened on its first use. */
+let lazySymbols: Libc | undefined;
+/** The candidate libc opened from. */
+let libcPath: string | undefined;
 
 /** libc could not be opened: names every path tried and why each failed. */
 export class LibcLoadError extends Error {
@@ -118,17 +125,62 @@ export class LibcLoadError extends Error {
 }
 
 /**
- * The libc symbols, opened on the first call (pure modules and their tests never need
- * `--allow-ffi`).
+ * The libc symbols (pure modules and their tests never need `--allow-ffi`). Each opens on its
+ * first use: a symbol costs start-up time to open, and a socket's start-up needs one or two of
+ * them; {@link loadAllSymbols} opens the rest at once.
  * @throws {LibcLoadError} naming the paths tried
  */
 export function libc(): Libc {
-  if (symbols) return symbols;
+  return symbols ?? (lazySymbols ??= openLazily());
+}
+
+/**
+ * Opens every symbol now (the freeze engine does, before anything is frozen: nothing is opened
+ * later). Opening them again is a no-op.
+ * @throws {LibcLoadError} naming the paths tried
+ */
+export function loadAllSymbols(): void {
+  symbols ??= openFromCandidates(SYMBOLS);
+}
+
+/** Opened up front: reading errno must never open a symbol (that could change errno). */
+const ERRNO_SYMBOLS = {
+  __errno_location: SYMBOLS.__errno_location,
+  memcpy_in: SYMBOLS.memcpy_in,
+  memcpy_out: SYMBOLS.memcpy_out,
+} as const;
+
+function openLazily(): Libc {
+  const table: Record<string, unknown> = { ...openFromCandidates(ERRNO_SYMBOLS) };
+  for (const name of Object.keys(SYMBOLS) as SymbolName[]) {
+    if (name in table) continue;
+    Object.defineProperty(table, name, {
+      configurable: true,
+      enumerable: true,
+      get: () => {
+        const symbol = openOne(name);
+        Object.defineProperty(table, name, { value: symbol, enumerable: true });
+        return symbol;
+      },
+    });
+  }
+  return table as Libc;
+}
+
+function openOne(name: SymbolName): unknown {
+  const one = { [name]: SYMBOLS[name] } as Deno.ForeignLibraryInterface;
+  return (Deno.dlopen(libcPath as string, one).symbols as Record<string, unknown>)[name];
+}
+
+function openFromCandidates<S extends Deno.ForeignLibraryInterface>(
+  table: S,
+): Deno.DynamicLibrary<S>["symbols"] {
   const failures: string[] = [];
-  for (const path of LIBC_CANDIDATES) {
+  for (const path of libcPath === undefined ? LIBC_CANDIDATES : [libcPath]) {
     try {
-      symbols = Deno.dlopen(path, SYMBOLS).symbols;
-      return symbols;
+      const opened = Deno.dlopen(path, table).symbols;
+      libcPath = path;
+      return opened;
     } catch (err) {
       failures.push(`${path}: ${errorMessage(err)}`);
     }

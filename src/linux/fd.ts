@@ -51,6 +51,7 @@ export function closeQuietly(fd: number): void {
 /** poll(2) event bits (<asm-generic/poll.h>). */
 export const Poll = {
   POLLIN: 0x1,
+  POLLPRI: 0x2,
   POLLOUT: 0x4,
   POLLERR: 0x8,
   POLLHUP: 0x10,

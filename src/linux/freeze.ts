@@ -5,7 +5,8 @@
  * @module
  */
 
-import { errnoError, libc } from "./_libc.ts";
+import { errnoError, lastErrno, libc } from "./_libc.ts";
+import { SyscallError } from "./errno.ts";
 import { FIFREEZE, FITHAW } from "./ioctl.ts";
 
 /**
@@ -31,5 +32,14 @@ export async function fifreezeOffThread(fd: number): Promise<boolean> {
  * @throws {SyscallError} EINVAL if not frozen
  */
 export function fithaw(fd: number, path?: string): void {
-  if (libc().ioctl_int(fd, FITHAW, 0) === -1) throw errnoError("ioctl(FITHAW)", path);
+  const errno = fithawErrno(fd);
+  if (errno !== 0) throw new SyscallError("ioctl(FITHAW)", errno, path);
+}
+
+/**
+ * ioctl(FITHAW) on an open fd of a mount point: 0 when it thawed, else errno (EINVAL: not frozen).
+ * A thaw repeats FITHAW until it fails, so the failure is a value here, not an exception.
+ */
+export function fithawErrno(fd: number): number {
+  return libc().ioctl_int(fd, FITHAW, 0) === -1 ? lastErrno() : 0;
 }

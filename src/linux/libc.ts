@@ -13,15 +13,16 @@
  * @module
  */
 
-import { libc, LIBC_CANDIDATES, LibcLoadError } from "./_libc.ts";
+import { LIBC_CANDIDATES, LibcLoadError, loadAllSymbols } from "./_libc.ts";
 
 export { LIBC_CANDIDATES, LibcLoadError };
 
 /**
- * Opens libc now rather than at the first call (main_agent.ts and the local commands call it at
- * start-up to fail fast). Opening it twice is a no-op.
+ * Opens libc and every symbol now rather than at their first use (the freeze engine and the local
+ * commands, before anything is frozen: a freeze or thaw never opens one). Opening it twice is a
+ * no-op.
  * @throws {LibcLoadError} naming the paths tried
  */
 export function loadLibc(): void {
-  libc();
+  loadAllSymbols();
 }

@@ -12,6 +12,7 @@
 import type { Config } from "../config/mod.ts";
 import { ConfigError } from "../config/config_error.ts";
 import { AddressFamily } from "../linux/sockets.ts";
+import { loadLater } from "../load_later.ts";
 import type { Logger } from "../log.ts";
 import type { Transport } from "./_connection.ts";
 import { listenUnix, listenVsock, unixSocketTempPath } from "./socket.ts";
@@ -58,7 +59,8 @@ function deviceMethod(name: "virtio-serial" | "isa-serial", defaultPath: string)
     permissions: (path) => ({ read: [path], write: [path], net: [], unstableVsock: false }),
     // Loaded only for a serial channel: socket transports never pay for it at start-up.
     open: (config, log) =>
-      import("./device.ts").then(({ openDevice }) => openDevice(name, config.path, log)),
+      loadLater<typeof import("./device.ts")>(new URL("./device.ts", import.meta.url))
+        .then(({ openDevice }) => openDevice(name, config.path, log)),
   };
 }
 

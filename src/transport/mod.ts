@@ -13,6 +13,7 @@ import type { Config } from "../config/mod.ts";
 import type { Logger } from "../log.ts";
 import type { Connection, ReadResult, Transport } from "./_connection.ts";
 import type { Activation, ListenEnv } from "./activated.ts";
+import { loadLater } from "../load_later.ts";
 import { transportMethod } from "./methods.ts";
 
 export { connectUnix } from "./socket.ts";
@@ -29,7 +30,7 @@ export async function socketActivation(
 ): Promise<Activation | undefined> {
   if (env.LISTEN_FDS === undefined || env.LISTEN_PID === undefined) return undefined;
   // Loaded only when systemd passed something: libc and the accept machinery.
-  const { inheritedListener } = await import("./activated.ts");
+  const { inheritedListener } = await loadActivated();
   return inheritedListener(env, pid);
 }
 
@@ -44,8 +45,12 @@ export async function openTransport(
   activation?: Activation,
 ): Promise<Transport> {
   if (activation !== undefined) {
-    const { openActivated } = await import("./activated.ts");
+    const { openActivated } = await loadActivated();
     return await openActivated(activation, config.vsockAllowedCids, log);
   }
   return await transportMethod(config.method).open(config, log);
+}
+
+function loadActivated(): Promise<typeof import("./activated.ts")> {
+  return loadLater(new URL("./activated.ts", import.meta.url));
 }

@@ -14,8 +14,7 @@
 
 import type { SocketAddress } from "../linux/sockets.ts";
 import type { Logger } from "../log.ts";
-import { checkDirectory, removeQuietly } from "../safe_files.ts";
-import { dirname } from "node:path";
+import { checkDirectory, parentDirectory, removeQuietly } from "../safe_files.ts";
 import type { Connection, ReadResult, Transport } from "./_connection.ts";
 
 const READ_SIZE = 4096;
@@ -30,7 +29,7 @@ export function unixSocketTempPath(path: string): string {
 
 /** Listens on a unix socket path. */
 export async function listenUnix(path: string, log: Logger): Promise<Transport> {
-  checkDirectory(dirname(path), "socket directory");
+  checkDirectory(parentDirectory(path), "socket directory");
   await clearStaleSocket(path);
   const temp = unixSocketTempPath(path);
   removeStaleEntry(temp);

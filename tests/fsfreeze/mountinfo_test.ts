@@ -166,3 +166,45 @@ Deno.test("selectFreezable() takes a btrfs mount's numbers from its loop device 
   assert.ok(candidate, "btrfs on a block device is a candidate");
   assert.deepEqual(candidate.blockDevice, statBlockDevice(fixture.devices[0] as string));
 });
+
+/** The child of the next test: a watch and the mounts it should notice, in its own namespace. */
+function watchScript(dir: string): string {
+  const mountinfo = new URL("../../src/fsfreeze/mountinfo.ts", import.meta.url).href;
+  return `
+import { MountinfoWatch } from "${mountinfo}";
+const run = (args) => new Deno.Command("mount", { args }).outputSync().success || Deno.exit(2);
+const watch = new MountinfoWatch();
+const seen = [watch.mayHaveChanged(), watch.mayHaveChanged()];
+run(["-t", "tmpfs", "watched", ${JSON.stringify(dir)}]);
+seen.push(watch.mayHaveChanged(), watch.mayHaveChanged());
+run(["-o", "remount,ro", ${JSON.stringify(dir)}]);
+seen.push(watch.mayHaveChanged());
+new Deno.Command("umount", { args: [${JSON.stringify(dir)}] }).outputSync();
+seen.push(watch.mayHaveChanged(), watch.mayHaveChanged());
+console.log(JSON.stringify(seen));
+`;
+}
+
+Deno.test("MountinfoWatch notices a mount, a remount and an unmount, and nothing else", async () => {
+  // A private mount namespace: other work on this machine cannot change the table it watches.
+  const dir = await Deno.makeTempDir({ prefix: "agent_test_" });
+  try {
+    const output = await new Deno.Command("unshare", {
+      args: ["--mount", "--propagation", "private", Deno.execPath(), "eval", watchScript(dir)],
+      stdin: "null",
+    }).output();
+    const decoder = new TextDecoder();
+    assert.ok(output.success, decoder.decode(output.stderr));
+    assert.deepEqual(JSON.parse(decoder.decode(output.stdout)), [
+      true, // the first call cannot know
+      false,
+      true, // mounted
+      false,
+      true, // remounted
+      true, // unmounted
+      false,
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -88,3 +88,31 @@ Deno.test("MountSelector does the work again only when the mount table changed",
   assert.deepEqual(selector.select().mounts.map((m) => m.mountPoint), ["/a", "/b"]);
   assert.equal(fake.topologies, 2);
 });
+
+Deno.test("MountSelector reads the table only when it may have changed, and never caches a failed read", () => {
+  let text = line(1, "8:1", "/a");
+  let reads = 0;
+  let changed = true;
+  let failing = false;
+  const fake = table(() => {
+    reads++;
+    if (failing) throw new Error("cannot read");
+    return text;
+  });
+  fake.mayHaveChanged = () => changed;
+  const selector = new MountSelector({ fsfreezeExclude: [], fsfreezeScope: ["/"] }, fake);
+  selector.select();
+  changed = false;
+  selector.select();
+  selector.select(["/a"]);
+  assert.equal(reads, 1);
+  text += "\n" + line(2, "8:2", "/b");
+  changed = true;
+  failing = true;
+  assert.throws(() => selector.select(), /cannot read/);
+  changed = false;
+  failing = false;
+  // The change the failed read missed is not lost: the table is read again.
+  assert.deepEqual(selector.select().mounts.map((m) => m.mountPoint), ["/a", "/b"]);
+  assert.equal(reads, 3);
+});

@@ -11,6 +11,7 @@
  */
 
 import { genericError } from "../../errors.ts";
+import { loadLater } from "../../load_later.ts";
 import { CLOCK_REALTIME, clockGettime } from "../../linux/system.ts";
 import { readTextFileRaw } from "../../linux/files.ts";
 import { errorReason } from "../../linux/errno.ts";
@@ -62,24 +63,34 @@ export function registerGuestInfoCommands<Ctx extends SystemContext>(
   // loading them up front would cost every start-up.
   registry.register({
     name: "guest-network-get-interfaces",
-    handler: async () => (await import("./network.ts")).guestNetworkInterfaces(),
+    handler: async () =>
+      (await loadLater<typeof import("./network.ts")>(new URL("./network.ts", import.meta.url)))
+        .guestNetworkInterfaces(),
   });
   registry.register({
     name: "guest-get-fsinfo",
-    handler: async () => (await import("./fsinfo.ts")).guestFsinfo(),
+    handler: async () =>
+      (await loadLater<typeof import("./fsinfo.ts")>(new URL("./fsinfo.ts", import.meta.url)))
+        .guestFsinfo(),
   });
   registry.register({ name: "guest-get-host-name", handler: () => ({ "host-name": hostName() }) });
   registry.register({
     name: "guest-get-users",
-    handler: async () => (await import("./users.ts")).guestUsers(),
+    handler: async () =>
+      (await loadLater<typeof import("./users.ts")>(new URL("./users.ts", import.meta.url)))
+        .guestUsers(),
   });
   registry.register({
     name: "guest-get-timezone",
-    handler: async () => (await import("./timezone.ts")).guestTimezone(),
+    handler: async () =>
+      (await loadLater<typeof import("./timezone.ts")>(new URL("./timezone.ts", import.meta.url)))
+        .guestTimezone(),
   });
   registry.register({
     name: "guest-get-osinfo",
-    handler: async () => (await import("./os_info.ts")).guestOsInfo(),
+    handler: async () =>
+      (await loadLater<typeof import("./os_info.ts")>(new URL("./os_info.ts", import.meta.url)))
+        .guestOsInfo(),
   });
   registry.register({ name: "guest-get-load", handler: () => guestLoad() });
 }
