@@ -9,11 +9,12 @@
  */
 
 import type { LocalCommand } from "./src/cli.ts";
-import { createRegistry } from "./src/commands/mod.ts";
+import { commandNames, createRegistry } from "./src/commands/mod.ts";
 import { type Config, parseConfig, renderConfig, UsageError, usageText } from "./src/config/mod.ts";
 import { errorMessage } from "./src/errors.ts";
-import { createLogger } from "./src/log.ts";
+import { createLogger, silentLogger } from "./src/log.ts";
 import { loadLater } from "./src/load_later.ts";
+import type { ForwardedCommand } from "./src/protocol/dispatch.ts";
 import { startAgent } from "./src/main_agent.ts";
 import type { ListenEnv } from "./src/transport/mod.ts";
 import { VERSION_LINE } from "./src/version.ts";
@@ -72,9 +73,11 @@ async function main(argv: string[]): Promise<number> {
     case "version":
       print(`${VERSION_LINE}\n`);
       return 0;
-    case "list-commands":
-      print(createRegistry().list().map((spec) => `${spec.name}\n`).join(""));
+    case "list-commands": {
+      const names = commandNames(createRegistry(), await delegateCommands(parsed.config));
+      print(names.map((name) => `${name}\n`).join(""));
       return 0;
+    }
     case "dump":
       print(renderConfig(parsed.config));
       return 0;
@@ -92,6 +95,26 @@ async function main(argv: string[]): Promise<number> {
     detachedChild: extra.detachedChild,
     listenEnv,
   });
+}
+
+/**
+ * The delegate's commands for `-b help` (docs/design.md #40): they can be blocked and allowed as
+ * ours. A delegate that does not answer is reported; its commands are then not listed.
+ */
+async function delegateCommands(config: Config): Promise<readonly ForwardedCommand[]> {
+  if (config.delegateSocket === undefined) return [];
+  const { configuredDelegate } = await loadLater<typeof import("./src/commands/delegate/mod.ts")>(
+    new URL("./src/commands/delegate/mod.ts", import.meta.url),
+  );
+  const delegate = configuredDelegate(config, silentLogger)!;
+  try {
+    return await delegate.commands(true);
+  } catch (err) {
+    printError(`${PROGRAM}: ${errorMessage(err)}; its commands are not listed\n`);
+    return [];
+  } finally {
+    delegate.close();
+  }
 }
 
 function logLevel(config: Config): "debug" | "info" {

@@ -2,16 +2,22 @@
 # Installs fsfreeze-agent into this guest, or into an image root with DESTDIR=/path/to/root.
 #
 #   packaging/install.sh [--prefix DIR] [--destdir DIR] [--binary FILE] [--channel serial|vsock]
-#                        [--config FILE] [--no-reload]
+#                        [--config FILE] [--delegate | --no-delegate] [--no-reload]
 #
 # Installs: the binary ($PREFIX/sbin/fsfreeze-agent; for the launcher form built by
 # `deno task compile --launcher` also its payload, $PREFIX/lib/fsfreeze-agent), the agent's
-# systemd units and its thaw watchdog's (service and socket, the socket enabled)
+# systemd units, its thaw watchdog's (service and socket, the socket enabled) and the delegate's
 # ($PREFIX/lib/systemd/system), for the serial channel the udev rule that starts the agent when
 # the port appears ($PREFIX/lib/udev/rules.d) or for vsock the multi-user.target.wants link,
 # /etc/qemu/fsfreeze-hook (the dispatcher) with the samples as disabled
 # /etc/qemu/fsfreeze-hook.d/*.sample, /etc/qemu/fsfreeze-agent.conf.example, and with --config
 # the config as /etc/qemu/qemu-ga.conf. Then, on a running system, `systemctl daemon-reload`.
+#
+# --delegate (the default for a binary built with `deno task compile --delegate`) also hands every
+# command the agent does not implement to the distribution's qemu-ga, run privately by
+# fsfreeze-agent-delegate.service: a drop-in ($PREFIX/lib/systemd/system/<unit>.d/delegate.conf)
+# makes the agent's units want that unit and pass --delegate-socket. It needs qemu-guest-agent
+# installed. --no-delegate removes the drop-ins.
 #
 # Safe to run again: files are replaced atomically, an existing qemu-ga.conf or fsfreeze-hook
 # that differs is kept once as *.before-fsfreeze-agent, enabled hook scripts are never touched.
@@ -29,9 +35,14 @@ DESTDIR=${DESTDIR:-}
 BINARY=
 CHANNEL=
 CONFIG=
+DELEGATE=
 RELOAD=yes
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 QEMU_ETC=/etc/qemu
+# The socket of fsfreeze-agent-delegate.service (tools/compile.ts DELEGATE_SOCKET) and the program
+# it runs.
+DELEGATE_SOCKET=/run/fsfreeze-agent-delegate/qga.sock
+QEMU_GA=/usr/sbin/qemu-ga
 
 say() { printf '%s\n' "$*"; }
 warn() { printf 'install.sh: warning: %s\n' "$*" >&2; }
@@ -56,6 +67,8 @@ while [ $# -gt 0 ]; do
 	--channel=*) CHANNEL=${1#*=}; shift ;;
 	--config) CONFIG=${2:?--config needs a file}; shift 2 ;;
 	--config=*) CONFIG=${1#*=}; shift ;;
+	--delegate) DELEGATE=yes; shift ;;
+	--no-delegate) DELEGATE=no; shift ;;
 	--no-reload) RELOAD=no; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (try --help)" ;;
@@ -91,6 +104,7 @@ BUILT_FORM=$(record_field form)
 BUILT_PAYLOAD=$(record_field payloadDir)
 BUILT_CHANNEL=$(record_field channel)
 BUILT_CONFIG_SHA=$(record_field configSha256)
+BUILT_DELEGATE=$(record_field delegateSocket)
 
 if [ ! -f "$RECORD" ]; then
 	warn "no build record $RECORD: cannot check that the binary was built for $INSTALL_PATH"
@@ -130,6 +144,22 @@ if [ -n "$CONFIG" ]; then
 	fi
 fi
 
+# The delegate: as built, unless asked otherwise. A binary built without it lacks the permission
+# to reach its socket (the agent would refuse to start), so asking for it then is refused here.
+if [ -z "$DELEGATE" ]; then
+	if [ "$BUILT_DELEGATE" = "$DELEGATE_SOCKET" ]; then DELEGATE=yes; else DELEGATE=no; fi
+fi
+if [ "$DELEGATE" = yes ]; then
+	if [ ! -f "$RECORD" ]; then
+		warn "no build record: cannot check that $BINARY may connect to the delegate's socket"
+	elif [ "$BUILT_DELEGATE" != "$DELEGATE_SOCKET" ]; then
+		die "$BINARY was built without the delegate: its permissions do not let it connect to $DELEGATE_SOCKET:
+  rebuild with 'deno task compile --delegate'"
+	fi
+	[ -x "$DESTDIR$QEMU_GA" ] ||
+		die "--delegate runs the distribution's qemu-ga, and there is no $DESTDIR$QEMU_GA: install qemu-guest-agent first (apt install qemu-guest-agent), or pass --no-delegate"
+fi
+
 [ -f "$SRC/hooks/fsfreeze-hook" ] || die "missing $SRC/hooks/fsfreeze-hook (the units run it with -F)"
 
 # --- Installing ----------------------------------------------------------------------------------
@@ -158,6 +188,30 @@ install_unit() {
 	rm -f "$tmp"
 }
 
+# install_delegate_dropin UNIT: the unit's ExecStart with --delegate-socket, and the delegate wanted.
+install_delegate_dropin() {
+	tmp=$(mktemp)
+	exec_start=$(sed -n "s#^ExecStart=$BUILT_FOR_PATH_IN_UNITS#$INSTALL_PATH#p" "$SRC/packaging/$1")
+	cat >"$tmp" <<EOF
+# Installed by packaging/install.sh --delegate: every command fsfreeze-agent does not implement goes
+# to the private qemu-ga of fsfreeze-agent-delegate.service (README.md, "The delegate").
+[Unit]
+Wants=fsfreeze-agent-delegate.service
+
+[Service]
+ExecStart=
+ExecStart=$exec_start --delegate-socket=$DELEGATE_SOCKET
+EOF
+	install_file 0644 "$tmp" "$DESTDIR$UNITDIR/$1.d/delegate.conf"
+	rm -f "$tmp"
+}
+
+# remove_delegate_dropin UNIT: back to the unit as shipped (a drop-in directory left empty goes).
+remove_delegate_dropin() {
+	rm -f "$DESTDIR$UNITDIR/$1.d/delegate.conf"
+	rmdir "$DESTDIR$UNITDIR/$1.d" 2>/dev/null || true
+}
+
 # install_tree SOURCE TARGET: a directory replaced whole (a running agent keeps its old files).
 install_tree() {
 	rm -rf "$2.new.$$"
@@ -170,7 +224,9 @@ install_tree() {
 	say "  $2/"
 }
 
-say "installing $PROGRAM ($CHANNEL channel) into ${DESTDIR:-/}:"
+WITH_DELEGATE=
+[ "$DELEGATE" = no ] || WITH_DELEGATE=", with the delegate"
+say "installing $PROGRAM ($CHANNEL channel$WITH_DELEGATE) into ${DESTDIR:-/}:"
 if [ "$BUILT_FORM" = launcher ]; then
 	install_tree "$BINARY.payload" "$DESTDIR$PAYLOAD_DIR"
 elif [ -d "$DESTDIR$PAYLOAD_DIR" ]; then
@@ -181,6 +237,10 @@ install_unit fsfreeze-agent.service
 install_unit fsfreeze-agent-vsock.service
 install_unit fsfreeze-agent-watchdog.service
 install_unit fsfreeze-agent-watchdog.socket
+install_unit fsfreeze-agent-delegate.service
+for unit in fsfreeze-agent.service fsfreeze-agent-vsock.service; do
+	if [ "$DELEGATE" = yes ]; then install_delegate_dropin "$unit"; else remove_delegate_dropin "$unit"; fi
+done
 # The thaw watchdog's socket is enabled for either channel: the agent's units want it anyway.
 SOCKET_LINK=$DESTDIR/etc/systemd/system/sockets.target.wants/fsfreeze-agent-watchdog.socket
 mkdir -p "$(dirname "$SOCKET_LINK")"
@@ -236,9 +296,16 @@ fi
 for unit in "$DESTDIR"/lib/systemd/system/qemu-guest-agent.service \
 	"$DESTDIR"/usr/lib/systemd/system/qemu-guest-agent.service; do
 	[ -f "$unit" ] || continue
-	warn "qemu-guest-agent is installed too. Only one agent can use the port: the udev rule above
+	if [ "$DELEGATE" = yes ]; then
+		warn "qemu-guest-agent is installed: its qemu-ga serves as the delegate, on a private socket.
+  Only one agent can use the port: the udev rule above starts fsfreeze-agent there; also run
+  'systemctl mask qemu-guest-agent.service' so nothing starts qemu-ga on the port by hand."
+	else
+		warn "qemu-guest-agent is installed too. Only one agent can use the port: the udev rule above
   starts fsfreeze-agent in its place; also run 'systemctl mask qemu-guest-agent.service' (or
-  remove the package) so nothing starts it by hand."
+  remove the package) so nothing starts it by hand. (With --delegate, its qemu-ga would serve
+  the commands fsfreeze-agent does not implement.)"
+	fi
 	break
 done
 
@@ -254,5 +321,8 @@ if [ "$CHANNEL" = serial ]; then
 	say "'systemctl start fsfreeze-agent.service' if the VM already has the port)."
 else
 	say "Start it now with 'systemctl start fsfreeze-agent-vsock.service' (enabled for boot)."
+fi
+if [ "$DELEGATE" = yes ]; then
+	say "The delegate starts with the agent; restart a running agent to hand it its commands."
 fi
 say "Hooks: copy a sample in $QEMU_ETC/fsfreeze-hook.d/ without .sample and chmod 0755 to enable it."

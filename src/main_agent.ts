@@ -7,6 +7,7 @@
 
 import { AfterReply, runAgent } from "./agent.ts";
 import { createRegistry } from "./commands/mod.ts";
+import type { Delegate } from "./commands/delegate/mod.ts";
 import { type Config, ConfigError, writesPidfile } from "./config/mod.ts";
 import { errorMessage } from "./errors.ts";
 import { loadLater } from "./load_later.ts";
@@ -76,7 +77,8 @@ export async function startAgent(
     log.openFile();
     pidfile.writeIfDue();
   }
-  const ctx = { log, freezer, frozen: () => freezer.frozen };
+  const forwarder = await openDelegate(config, log, freezer.frozen);
+  const ctx = { log, freezer, forwarder, frozen: () => freezer.frozen };
   try {
     await runAgent({
       config,
@@ -88,12 +90,32 @@ export async function startAgent(
       openTransport: (cfg, logger) => openTransport(cfg, logger, activation),
     });
   } finally {
+    forwarder?.close();
     await freezer.shutdown();
     pidfile.remove();
     log.info("agent stopped");
     log.close();
   }
   return 0;
+}
+
+/**
+ * The delegate, when the configuration names one (docs/design.md #36). Its modules load here,
+ * never on first use, which may come while frozen (#29); its session opens in the background,
+ * unless the agent starts frozen.
+ */
+async function openDelegate(
+  config: Config,
+  log: AgentLogger,
+  frozen: boolean,
+): Promise<Delegate | undefined> {
+  if (config.delegateSocket === undefined) return undefined;
+  const { configuredDelegate } = await loadLater<typeof import("./commands/delegate/mod.ts")>(
+    new URL("./commands/delegate/mod.ts", import.meta.url),
+  );
+  const delegate = configuredDelegate(config, log);
+  if (!frozen) delegate?.start();
+  return delegate;
 }
 
 /**

@@ -107,6 +107,11 @@ export function permissionSet(config: Config, options: PermissionOptions): Permi
   const channel = findTransportMethod(config.method)?.permissions(config.path);
   for (const path of channel?.read ?? []) read.add(path);
   for (const path of channel?.write ?? []) write.add(path);
+  // The delegate (docs/design.md #36): connecting to a unix socket takes read, write and net on it.
+  if (config.delegateSocket !== undefined) {
+    read.add(config.delegateSocket);
+    write.add(config.delegateSocket);
+  }
   return {
     read: [...read],
     write: [...write],
@@ -114,7 +119,7 @@ export function permissionSet(config: Config, options: PermissionOptions): Permi
     ffi: [...LIBC_CANDIDATES],
     env: [...AGENT_ENV_VARS],
     sys: [...AGENT_SYS_APIS],
-    net: [...channel?.net ?? [], ...watchdogSocket(config)],
+    net: [...channel?.net ?? [], ...watchdogSocket(config), ...delegateSocket(config)],
     unstableVsock: channel?.unstableVsock ?? false,
   };
 }
@@ -141,6 +146,11 @@ function watchdogSocket(config: Config): string[] {
   if (config.fsfreezeTimeout <= 0) return [];
   const path = statePaths(config.statedir).watchdogSocket;
   return [`unix:${path}`, `unix:${unixSocketTempPath(path)}`];
+}
+
+/** The delegate's socket, which the agent connects to (and never listens on). */
+function delegateSocket(config: Config): string[] {
+  return config.delegateSocket === undefined ? [] : [`unix:${config.delegateSocket}`];
 }
 
 /**

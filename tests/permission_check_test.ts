@@ -54,4 +54,12 @@ Deno.test("missingPermissions() names what the set adds beyond the granted flags
     "net vsock:3:1234",
   ]);
   assert.deepEqual(await missing([...base, "-F/etc/h"], base), ["read /etc/h", "run /etc/h"]);
+  // A binary built without the delegate does not silently lack it: the agent refuses to start.
+  const delegate = "--delegate-socket=/run/agent_test_delegate/qga.sock";
+  assert.deepEqual(await missing([...base, delegate], base), [
+    "read /run/agent_test_delegate/qga.sock",
+    "write /run/agent_test_delegate/qga.sock",
+    "net unix:/run/agent_test_delegate/qga.sock",
+  ]);
+  assert.deepEqual(await missing([...base, delegate]), []);
 });

@@ -162,3 +162,17 @@ Deno.test("permissionDescriptors() gives one descriptor per entry of the set", (
   assert.ok(descriptors.some((d) => d.name === "write" && d.path === "/run/fsfreeze-agent.pid"));
   assert.ok(descriptors.some((d) => d.name === "run" && d.command === "/etc/h"));
 });
+
+Deno.test("permissionSet() grants connecting to the delegate's socket, and nothing more, when one is set", () => {
+  const without = permissionSet(config([]), { selfExecutable: "/x" });
+  const set = permissionSet(config(["--delegate-socket=/run/d/qga.sock"]), {
+    selfExecutable: "/x",
+  });
+  assert.ok(set.read.includes("/run/d/qga.sock"));
+  assert.ok(set.write.includes("/run/d/qga.sock"));
+  assert.deepEqual(set.net.filter((host) => !without.net.includes(host)), ["unix:/run/d/qga.sock"]);
+  assert.deepEqual(set.read.filter((path) => !without.read.includes(path)), ["/run/d/qga.sock"]);
+  assert.deepEqual(set.write.filter((path) => !without.write.includes(path)), ["/run/d/qga.sock"]);
+  assert.deepEqual(set.run, without.run);
+  assert.ok(!without.net.some((host) => host.includes("/run/d/")));
+});

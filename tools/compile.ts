@@ -52,6 +52,15 @@ export const UNIT_ARGS: Readonly<Record<Channel, readonly string[]>> = {
   vsock: ["-F", "-m", "vsock-listen", "-p", `${VSOCK_CID_ANY}:${VSOCK_PORT}`],
 };
 
+/** The socket of `packaging/fsfreeze-agent-delegate.service` (a test keeps them in step). */
+export const DELEGATE_SOCKET = "/run/fsfreeze-agent-delegate/qga.sock";
+
+/**
+ * What `install.sh --delegate`'s drop-in adds to the unit's arguments, and `--delegate` to the
+ * build's (docs/design.md #36).
+ */
+export const DELEGATE_ARGS: readonly string[] = [`--delegate-socket=${DELEGATE_SOCKET}`];
+
 /** The file name of the binary for `arch` inside the output directory. */
 export function binaryName(arch: Arch): string {
   return `fsfreeze-agent-${arch}`;
@@ -69,6 +78,8 @@ export interface CompileOptions {
   channel: Channel;
   /** `-- ARGS` given: they replace the channel's unit arguments. */
   agentArgs: string[] | undefined;
+  /** Build for the delegate: {@link DELEGATE_ARGS} are added to the agent arguments. */
+  delegate: boolean;
   /** `undefined` = all, or the architecture of `DENORT_BIN` when only that is set. */
   targets: Arch[] | undefined;
   installPath: string;
@@ -98,6 +109,7 @@ export function parseCompileArgs(argv: readonly string[]): CompileOptions {
       entry: { type: "string", default: "main.ts" },
       "print-flags": { type: "boolean", default: false },
       launcher: { type: "boolean", default: false },
+      delegate: { type: "boolean", default: false },
       timeout: { type: "string", default: "600" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -106,6 +118,7 @@ export function parseCompileArgs(argv: readonly string[]): CompileOptions {
     configFile: values.config,
     channel: parseChannel(values.channel),
     agentArgs: split === -1 ? undefined : argv.slice(split + 1),
+    delegate: values.delegate,
     targets: values.target === undefined ? undefined : parseTarget(values.target),
     installPath: parseInstallPath(values["install-path"]),
     outputDir: values.output,
@@ -178,7 +191,10 @@ export interface BuildPlan {
  * instead of the binary's own path (the rest is the same set).
  */
 export function planBuild(options: CompileOptions, configText: string | undefined): BuildPlan {
-  const agentArgs = options.agentArgs ?? [...UNIT_ARGS[options.channel]];
+  const agentArgs = [
+    ...options.agentArgs ?? UNIT_ARGS[options.channel],
+    ...options.delegate ? DELEGATE_ARGS : [],
+  ];
   const config = buildConfig(agentArgs, configText);
   const payload = payloadDir(options.installPath);
   const permissions = permissionSet(
@@ -332,6 +348,8 @@ export function buildRecord(
     ...(options.launcher ? { payloadDir: payloadDir(options.installPath) } : {}),
     channel: options.agentArgs === undefined ? options.channel : "custom",
     agentArgs: plan.agentArgs,
+    // install.sh --delegate installs only for a binary that may connect to the delegate's socket.
+    delegateSocket: plan.config.delegateSocket ?? null,
     configFile: options.configFile ?? null,
     configSha256,
     deno: Deno.version.deno,
@@ -349,6 +367,9 @@ agent will run with: the config file (--config) plus the unit's ExecStart argume
                        (default: none, i.e. the production defaults)
   --channel CH         serial (fsfreeze-agent.service, default) or vsock
                        (fsfreeze-agent-vsock.service): selects the unit's arguments
+  --delegate           for install.sh --delegate: the unit also passes
+                       ${DELEGATE_ARGS.join(" ")}
+                       (fsfreeze-agent-delegate.service, a private qemu-ga)
   -- AGENT_ARGS        the agent arguments of your own unit instead of the channel's
   --target T           x86_64, aarch64 or all (default: all; with only DENORT_BIN set,
                        its architecture)

@@ -33,7 +33,15 @@ export function flagsFor(argv: readonly string[], env: { QGA_CONF?: string }): s
   if (parsed.action === "run" || parsed.action === "dump") {
     return agentFlags(parsed.config, denoRunOptions());
   }
-  return minimal;
+  // `-b help` lists the delegate's commands too: it may connect to the delegate's socket.
+  const socket = parsed.action === "list-commands" ? parsed.config.delegateSocket : undefined;
+  if (socket === undefined) return minimal;
+  return [
+    ...minimal.slice(0, 2),
+    `${minimal[2]},${socket}`,
+    `--allow-write=${socket}`,
+    `--allow-net=unix:${socket}`,
+  ];
 }
 
 /**

@@ -1,10 +1,12 @@
 /**
  * Builds the command registry: the protocol commands and the freeze commands, registered in
- * qemu-ga's order (its `-b help` lists them in this order, `guest-info` in reverse).
+ * qemu-ga's order (its `-b help` lists them in this order, `guest-info` in reverse). Commands we
+ * do not implement may be served by the delegate (delegate/, docs/design.md #36).
  *
  * @module
  */
 
+import type { ForwardedCommand } from "../protocol/dispatch.ts";
 import { Registry } from "../protocol/registry.ts";
 import { type BasicContext, registerInfoCommand, registerSyncCommands } from "./basic.ts";
 import { type FsfreezeContext, registerFsfreezeCommands, REPORT_COMMAND } from "./fsfreeze.ts";
@@ -27,4 +29,20 @@ export function createRegistry(): Registry<AgentContext> {
   registerFsfreezeCommands(registry);
   registerGuestInfoCommands(registry);
   return registry;
+}
+
+/**
+ * Every command name in registration order, as `-b help` prints them: ours, then the forwarded
+ * ones we do not implement. These count as registered after ours, and their `guest-info` lists
+ * them in reverse registration order, so they are reversed here.
+ */
+export function commandNames<Ctx>(
+  registry: Registry<Ctx>,
+  forwarded: readonly ForwardedCommand[] = [],
+): string[] {
+  const theirs = forwarded
+    .filter((command) => registry.get(command.name) === undefined)
+    .map((command) => command.name)
+    .reverse();
+  return registry.list().map((spec) => spec.name).concat(theirs);
 }

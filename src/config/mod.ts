@@ -42,6 +42,7 @@ export const DEFAULTS = {
   fsfreezeTimeout: 600,
   fsfreezeScope: ["/"],
   vsockAllowedCids: [2],
+  delegateTimeout: 60,
 } as const;
 
 /** The effective configuration. */
@@ -77,6 +78,10 @@ export interface Config {
   fsfreezeScope: string[];
   /** vsock peers allowed to connect (CIDs); the host is 2. */
   vsockAllowedCids: number[];
+  /** The delegate's unix socket (docs/design.md #36); `undefined` = no delegate. */
+  delegateSocket: string | undefined;
+  /** Seconds the delegate has to answer one forwarded command (at least 1). */
+  delegateTimeout: number;
 }
 
 /** What the command line asks for. */
@@ -85,7 +90,8 @@ export type ParseResult =
   | { action: "dump"; config: Config }
   | { action: "help" }
   | { action: "version" }
-  | { action: "list-commands" };
+  /** `-b help`, `-a help`: the rest of the command line is applied (it may name a delegate). */
+  | { action: "list-commands"; config: Config };
 
 /** Flags that only the local subcommands (`status`, `thaw`) use. */
 export interface ExtraFlags {
@@ -122,6 +128,8 @@ const OPTIONS: readonly OptionSpec[] = [
   { name: "fsfreeze-exclude", long: "fsfreeze-exclude", arg: "required" },
   { name: "fsfreeze-scope", long: "fsfreeze-scope", arg: "required" },
   { name: "vsock-allowed-cids", long: "vsock-allowed-cids", arg: "required" },
+  { name: "delegate-socket", long: "delegate-socket", arg: "required" },
+  { name: "delegate-timeout", long: "delegate-timeout", arg: "required" },
   // Local subcommand flags, and the mark of the daemonized copy.
   { name: "all", long: "all", arg: "none" },
   { name: "json", long: "json", arg: "none" },
@@ -141,12 +149,16 @@ export function parseConfig(
   loadConfigFile(config, readTextFile);
   const extra: ExtraFlags = { all: false, json: false, detachedChild: false };
   let dump = false;
+  let list = false;
   for (const option of options) {
     const early = applyOption(config, option, extra);
     if (early === "dump") dump = true;
+    else if (early === "list-commands") list = true;
     else if (early) return { action: early };
   }
+  if (list) return { action: "list-commands", config };
   finishPath(config);
+  checkDelegateSocket(config);
   if (dump) return { action: "dump", config };
   return { action: "run", config, positionals, extra };
 }
@@ -173,6 +185,8 @@ function defaultConfig(configPath: string): Config {
     fsfreezeExclude: [],
     fsfreezeScope: [...DEFAULTS.fsfreezeScope],
     vsockAllowedCids: [...DEFAULTS.vsockAllowedCids],
+    delegateSocket: undefined,
+    delegateTimeout: DEFAULTS.delegateTimeout,
   };
 }
 
@@ -253,6 +267,12 @@ function applySetting(config: Config, name: string, value: string, from: "option
     case "vsock-allowed-cids":
       config.vsockAllowedCids = parseCids(value);
       return;
+    case "delegate-socket":
+      config.delegateSocket = parseDelegateSocket(value);
+      return;
+    case "delegate-timeout":
+      config.delegateTimeout = parseDelegateTimeout(parseSeconds(name, value, from));
+      return;
   }
 }
 
@@ -273,6 +293,20 @@ function parseScope(value: string): string[] {
     }
   }
   return paths;
+}
+
+/** An empty value means no delegate, so `--delegate-socket=` switches off the config key's. */
+function parseDelegateSocket(value: string): string | undefined {
+  if (value === "") return undefined;
+  if (!value.startsWith("/")) {
+    throw new ConfigError(`delegate-socket must be an absolute path, got '${value}'`);
+  }
+  return value;
+}
+
+function parseDelegateTimeout(seconds: number): number {
+  if (seconds < 1) throw new ConfigError("delegate-timeout must be at least 1 second");
+  return seconds;
 }
 
 function parseCids(value: string): number[] {
@@ -310,6 +344,8 @@ const STRING_KEYS: readonly string[] = [
   "fsfreeze-exclude",
   "fsfreeze-scope",
   "vsock-allowed-cids",
+  "delegate-socket",
+  "delegate-timeout",
 ];
 
 function loadConfigFile(config: Config, readTextFile: ReadTextFile): void {
@@ -364,6 +400,18 @@ function finishPath(config: Config): void {
 }
 
 /**
+ * The delegate is another agent: it must never be the agent's own socket (every command it does
+ * not know would go round in a circle).
+ * @throws {ConfigError}
+ */
+function checkDelegateSocket(config: Config): void {
+  if (config.delegateSocket === undefined) return;
+  if (config.method === "unix-listen" && config.delegateSocket === config.path) {
+    throw new ConfigError("delegate-socket must not be the agent's own socket (-p)");
+  }
+}
+
+/**
  * Whether the agent writes its pidfile: when daemonizing (as qemu-ga) or when one was named
  * (docs/design.md #19). Only then is it checked, granted and written.
  */
@@ -396,6 +444,10 @@ export function renderConfig(config: Config): string {
     ["fsfreeze-scope", escapeKeyFileString(config.fsfreezeScope.join(","))],
     ["vsock-allowed-cids", config.vsockAllowedCids.join(",")],
   );
+  if (config.delegateSocket !== undefined) {
+    entries.push(["delegate-socket", escapeKeyFileString(config.delegateSocket)]);
+  }
+  entries.push(["delegate-timeout", String(config.delegateTimeout)]);
   return renderKeyFileGroup("general", entries);
 }
 
@@ -452,5 +504,10 @@ fsfreeze-agent settings (also keys of [general] in the config file):
                     (default /); they are the agent's read permission
       --vsock-allowed-cids=LIST    vsock peers allowed to connect (default 2,
                     the host)
+      --delegate-socket=PATH       forward every command this agent does not
+                    implement to the guest agent listening on this unix
+                    socket (a private qemu-ga; default: none)
+      --delegate-timeout=SEC       seconds the delegate has to answer one
+                    command (default ${DEFAULTS.delegateTimeout})
 `;
 }

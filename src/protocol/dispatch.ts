@@ -1,7 +1,9 @@
 /**
  * From one parsed message to one reply line: envelope validation with qemu's `qmp_dispatch` texts,
  * command lookup and enable check, argument checking, the handler call, and the response with the
- * request's `id` echoed (docs/protocol.md, "Requests and replies").
+ * request's `id` echoed (docs/protocol.md, "Requests and replies"). A command the registry does
+ * not have may be served by a {@link Forwarder} (the delegate, docs/design.md #36, #37): the enable
+ * check is still ours, and its reply line is passed on as it came.
  *
  * @module
  */
@@ -30,6 +32,33 @@ export interface Reply {
 export interface DispatchContext {
   /** Whether the agent is frozen (only the freeze allowlist is enabled then). */
   frozen(): boolean;
+  /** Serves the commands the registry does not have; none: they are not found. */
+  readonly forwarder?: Forwarder | undefined;
+}
+
+/** A command another agent serves, as its `guest-info` lists it. */
+export interface ForwardedCommand {
+  name: string;
+  /** Enabled there (our own allow, block and frozen rules come on top). */
+  enabled: boolean;
+  /** `false`: no reply when it succeeds. */
+  successResponse: boolean;
+}
+
+/** Another agent that serves the commands this one does not implement. */
+export interface Forwarder {
+  /**
+   * Its commands, in the order its `guest-info` lists them. `ask`: it may be asked when it has not
+   * listed them yet; otherwise what it listed last (none before it ever did).
+   * @throws {AgentError} when it had to be asked and could not be
+   */
+  commands(ask: boolean): Promise<readonly ForwardedCommand[]>;
+  /**
+   * Sends it the whole request; resolves its reply line as it came (with the `\n`), or
+   * `undefined` when no reply is due.
+   * @throws {AgentError} naming it when it is down, too slow or answers garbage
+   */
+  forward(request: JsonValue, name: string): Promise<string | undefined>;
 }
 
 /** A handler may ask for the 0xFF prefix on its own reply (guest-sync-delimited). */
@@ -67,7 +96,7 @@ export async function dispatchMessage<Ctx extends DispatchContext>(
     const envelope = checkEnvelope(message);
     command = envelope.execute;
     const spec = registry.get(command);
-    if (!spec) throw commandNotFound(command);
+    if (!spec) return await forwardedReply(message, command, registry, ctx);
     if (!registry.isEnabled(command, ctx.frozen())) throw commandDisabled(command);
     const args: Args = checkArgs(spec.args ?? NO_ARG_SPECS, envelope.args, qdictKeyOrder);
     const result = await spec.handler(args, ctx);
@@ -80,6 +109,34 @@ export async function dispatchMessage<Ctx extends DispatchContext>(
     if (!(err instanceof AgentError)) wire.desc ||= "internal error";
     return { line: responseLine("error", fromJs(wire), id), command, delimited: false };
   }
+}
+
+/**
+ * A command the registry does not have: looked up in the forwarder's list, then checked against our
+ * allow, block and frozen rules, as a registered one is; only an enabled one is sent on. While
+ * frozen the forwarder is not asked for its list: what it listed before decides.
+ */
+async function forwardedReply<Ctx extends DispatchContext>(
+  message: JsonValue,
+  command: string,
+  registry: Registry<Ctx>,
+  ctx: Ctx,
+): Promise<Reply> {
+  const forwarder = ctx.forwarder;
+  if (forwarder === undefined) throw commandNotFound(command);
+  const frozen = ctx.frozen();
+  const enabled = registry.isEnabled(command, frozen);
+  let known: readonly ForwardedCommand[];
+  try {
+    known = await forwarder.commands(!frozen);
+  } catch (err) {
+    // Its failure is the answer only for a command it would have been sent.
+    if (enabled) throw err;
+    known = await forwarder.commands(false);
+  }
+  if (!known.some((entry) => entry.name === command)) throw commandNotFound(command);
+  if (!enabled) throw commandDisabled(command);
+  return { line: await forwarder.forward(message, command), command, delimited: false };
 }
 
 /** The reply to a JSON parse error (never carries an `id`). */

@@ -16,6 +16,7 @@ import type { Activation, ListenEnv } from "./activated.ts";
 import { loadLater } from "../load_later.ts";
 import { transportMethod } from "./methods.ts";
 
+export { connectUnix } from "./socket.ts";
 export type { Activation, Connection, ListenEnv, ReadResult, Transport };
 
 /**

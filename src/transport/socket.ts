@@ -1,6 +1,7 @@
 /**
  * Listening-socket transports: unix-listen and vsock-listen. One client at a time, as qemu-ga
- * (backlog 1): the next client is accepted after the previous one disconnected.
+ * (backlog 1): the next client is accepted after the previous one disconnected. Also the one
+ * connecting side the agent has: its session with the delegate ({@link connectUnix}).
  *
  * A unix socket is owner-only (0600): it is bound under a temporary name, chmod-ed, then renamed
  * into place, so no other user ever sees it with looser permissions. A stale socket left by a dead
@@ -62,6 +63,14 @@ export function listenVsock(
     allowed,
     log,
   );
+}
+
+/**
+ * Connects to a listening unix socket: the agent's side of a session with another agent (the
+ * delegate, docs/design.md #36), read and written as a host's client is.
+ */
+export async function connectUnix(path: string): Promise<Connection> {
+  return new SocketConnection(await Deno.connect({ transport: "unix", path }));
 }
 
 /** Whether a vsock peer may talk to the agent. */

@@ -123,8 +123,16 @@ Deno.test("parseConfig() reports bad config files with GLib's texts", () => {
 Deno.test("parseConfig() early actions: help, version, -b help, -a ?, -D", () => {
   assert.deepEqual(parseConfig(["-h"], {}, files({})), { action: "help" });
   assert.deepEqual(parseConfig(["-V"], {}, files({})), { action: "version" });
-  assert.deepEqual(parseConfig(["-b", "help"], {}, files({})), { action: "list-commands" });
-  assert.deepEqual(parseConfig(["-a", "?"], {}, files({})), { action: "list-commands" });
+  assert.equal(parseConfig(["-b", "help"], {}, files({})).action, "list-commands");
+  assert.equal(parseConfig(["-a", "?"], {}, files({})).action, "list-commands");
+  // The rest of the command line still counts: it may name a delegate, whose commands are listed.
+  const listing = parseConfig(["-b", "help", "--delegate-socket=/run/d.sock"], {}, files({}));
+  assert.equal(listing.action, "list-commands");
+  assert.equal((listing as { config: Config }).config.delegateSocket, "/run/d.sock");
+  assert.equal(
+    parseConfig(["-m", "unix-listen", "-b", "help"], {}, files({})).action,
+    "list-commands",
+  );
   assert.equal(parseConfig(["-D"], {}, files({})).action, "dump");
 });
 
@@ -153,4 +161,48 @@ Deno.test("renderConfig() prints a [general] key file that parses back to the sa
   assert.match(text, /\nblock-rpcs=a,b\nallow-rpcs=\n/);
   const again = run([], { "/etc/qemu/qemu-ga.conf": text });
   assert.deepEqual({ ...again, configRequired: false }, { ...config, pidfileExplicit: true });
+});
+
+Deno.test("parseConfig() takes the delegate's socket and timeout from options and keys", () => {
+  assert.equal(run([]).delegateSocket, undefined);
+  assert.equal(run([]).delegateTimeout, 60);
+  const key = {
+    "/etc/qemu/qemu-ga.conf": "[general]\ndelegate-socket=/run/d/qga.sock\ndelegate-timeout=5\n",
+  };
+  assert.equal(run([], key).delegateSocket, "/run/d/qga.sock");
+  assert.equal(run([], key).delegateTimeout, 5);
+  assert.equal(run(["--delegate-socket=/run/e.sock"], key).delegateSocket, "/run/e.sock");
+  assert.equal(run(["--delegate-socket="], key).delegateSocket, undefined, "switched off");
+  assert.equal(run(["--delegate-timeout=120"]).delegateTimeout, 120);
+});
+
+Deno.test("parseConfig() refuses a relative delegate socket, a zero timeout and the agent's own socket", () => {
+  assert.throws(
+    () => parseConfig(["--delegate-socket=qga.sock"], {}, files({})),
+    new ConfigError("delegate-socket must be an absolute path, got 'qga.sock'"),
+  );
+  assert.throws(
+    () => parseConfig(["--delegate-timeout=0"], {}, files({})),
+    new ConfigError("delegate-timeout must be at least 1 second"),
+  );
+  assert.throws(() => parseConfig(["--delegate-timeout=soon"], {}, files({})), UsageError);
+  assert.throws(
+    () =>
+      parseConfig(
+        ["-m", "unix-listen", "-p", "/run/a.sock", "--delegate-socket=/run/a.sock"],
+        {},
+        files({}),
+      ),
+    new ConfigError("delegate-socket must not be the agent's own socket (-p)"),
+  );
+});
+
+Deno.test("renderConfig() prints the delegate's keys, and they parse back", () => {
+  const config = run(["--delegate-socket=/run/d/qga.sock", "--delegate-timeout=9"]);
+  const text = renderConfig(config);
+  assert.match(text, /\ndelegate-socket=\/run\/d\/qga.sock\ndelegate-timeout=9\n$/);
+  assert.doesNotMatch(renderConfig(run([])), /delegate-socket/);
+  const again = run([], { "/etc/qemu/qemu-ga.conf": text });
+  assert.equal(again.delegateSocket, "/run/d/qga.sock");
+  assert.equal(again.delegateTimeout, 9);
 });

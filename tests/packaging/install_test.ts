@@ -15,8 +15,10 @@ import {
   buildRecord,
   type Channel,
   DEFAULT_INSTALL_PATH,
+  DELEGATE_ARGS,
   parseCompileArgs,
   planBuild,
+  UNIT_ARGS,
 } from "../../tools/compile.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -27,6 +29,8 @@ interface BuildFor {
   installPath?: string;
   channel?: Channel;
   configText?: string;
+  /** Built with `deno task compile --delegate`. */
+  delegate?: boolean;
 }
 
 interface Fixture extends AsyncDisposable {
@@ -51,6 +55,7 @@ async function copyDir(from: string, to: string): Promise<void> {
 /** Writes a stub binary and its build record, as `deno task compile` would. */
 async function writeBuild(src: string, build: BuildFor = {}): Promise<void> {
   const args = ["--install-path", build.installPath ?? DEFAULT_INSTALL_PATH];
+  if (build.delegate) args.push("--delegate");
   const options = parseCompileArgs([...args, "--channel", build.channel ?? "serial"]);
   const plan = planBuild(options, build.configText);
   const sha = build.configText === undefined ? null : await sha256Hex(build.configText);
@@ -163,6 +168,7 @@ Deno.test("install.sh installs the expected tree into DESTDIR, and again without
     "d755 /usr/local/lib",
     "d755 /usr/local/lib/systemd",
     "d755 /usr/local/lib/systemd/system",
+    "-644 /usr/local/lib/systemd/system/fsfreeze-agent-delegate.service",
     "-644 /usr/local/lib/systemd/system/fsfreeze-agent-vsock.service",
     "-644 /usr/local/lib/systemd/system/fsfreeze-agent-watchdog.service",
     "-644 /usr/local/lib/systemd/system/fsfreeze-agent-watchdog.socket",
@@ -342,4 +348,111 @@ Deno.test("install.sh and the device name in its unit pass their linters", async
   assert.equal(check.code, 0, new TextDecoder().decode(check.stdout));
   const unit = await Deno.readTextFile(`${REPO}/packaging/fsfreeze-agent.service`);
   assert.ok(unit.includes(`BindsTo=${DEVICE_UNIT}`));
+});
+
+/** A stand-in for the qemu-guest-agent package's program in the image root. */
+async function installQemuGaStub(root: string): Promise<void> {
+  await Deno.mkdir(`${root}/usr/sbin`, { recursive: true });
+  await Deno.writeTextFile(`${root}/usr/sbin/qemu-ga`, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+}
+
+const DROPIN_DIR = "/usr/local/lib/systemd/system";
+
+async function dropin(root: string, unit: string): Promise<string> {
+  return await Deno.readTextFile(`${root}${DROPIN_DIR}/${unit}.d/delegate.conf`);
+}
+
+Deno.test("install.sh --delegate adds a drop-in to each agent unit: compile's arguments plus the delegate's socket", async () => {
+  await using fixture = await makeFixture({ delegate: true });
+  await installQemuGaStub(fixture.root);
+  const result = await install(fixture); // the build record says: with the delegate
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, /serial channel, with the delegate/);
+  for (
+    const [channel, unit] of [["serial", "fsfreeze-agent.service"], [
+      "vsock",
+      "fsfreeze-agent-vsock.service",
+    ]] as const
+  ) {
+    const text = await dropin(fixture.root, unit);
+    assert.deepEqual(text.match(/^Wants=.*$/m)?.[0], "Wants=fsfreeze-agent-delegate.service");
+    assert.deepEqual(
+      [...text.matchAll(/^ExecStart=(.*)$/gm)].map((match) => match[1]),
+      ["", [DEFAULT_INSTALL_PATH, ...UNIT_ARGS[channel], ...DELEGATE_ARGS].join(" ")],
+    );
+  }
+  assert.equal(
+    await Deno.readTextFile(`${fixture.root}${DROPIN_DIR}/fsfreeze-agent-delegate.service`),
+    await Deno.readTextFile(`${REPO}/packaging/fsfreeze-agent-delegate.service`),
+  );
+  const before = await contents(fixture.root);
+  const again = await install(fixture);
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(await contents(fixture.root), before, "a second run changes nothing");
+
+  const off = await install(fixture, ["--no-delegate"]);
+  assert.equal(off.code, 0, off.stderr);
+  for (const unit of ["fsfreeze-agent.service", "fsfreeze-agent-vsock.service"]) {
+    await assert.rejects(
+      Deno.lstat(`${fixture.root}${DROPIN_DIR}/${unit}.d`),
+      Deno.errors.NotFound,
+    );
+  }
+});
+
+Deno.test("install.sh --delegate refuses a binary built without it, and an image without qemu-ga", async () => {
+  {
+    await using fixture = await makeFixture();
+    await installQemuGaStub(fixture.root);
+    const result = await install(fixture, ["--delegate"]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /built without the delegate.*\n.*deno task compile --delegate/);
+    await assert.rejects(Deno.lstat(`${fixture.root}/usr/local`), Deno.errors.NotFound);
+  }
+  {
+    await using fixture = await makeFixture({ delegate: true });
+    const result = await install(fixture);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /no .*\/usr\/sbin\/qemu-ga: install qemu-guest-agent first.*--no-delegate/,
+    );
+    const without = await install(fixture, ["--no-delegate"]);
+    assert.equal(without.code, 0, without.stderr);
+    await assert.rejects(
+      Deno.lstat(`${fixture.root}${DROPIN_DIR}/fsfreeze-agent.service.d`),
+      Deno.errors.NotFound,
+    );
+  }
+});
+
+Deno.test("systemd-analyze verify accepts the agent's unit with the delegate's drop-in", async () => {
+  await using fixture = await makeFixture({ delegate: true });
+  await installQemuGaStub(fixture.root);
+  assert.equal((await install(fixture)).code, 0);
+  // verify checks that ExecStart's programs exist: point them at the DESTDIR copies.
+  const check = `${fixture.dir}/verify`;
+  const binary = `${fixture.root}${DEFAULT_INSTALL_PATH}`;
+  for (
+    const path of [
+      "fsfreeze-agent.service",
+      "fsfreeze-agent.service.d/delegate.conf",
+      "fsfreeze-agent-delegate.service",
+    ]
+  ) {
+    const text = await Deno.readTextFile(`${fixture.root}${DROPIN_DIR}/${path}`);
+    await Deno.mkdir(`${check}/${path}`.replace(/\/[^/]+$/, ""), { recursive: true });
+    await Deno.writeTextFile(`${check}/${path}`, text.replaceAll(DEFAULT_INSTALL_PATH, binary));
+  }
+  const verify = await new Deno.Command("systemd-analyze", {
+    args: [
+      "verify",
+      "--man=no",
+      `${check}/fsfreeze-agent.service`,
+      `${check}/fsfreeze-agent-delegate.service`,
+    ],
+  }).output();
+  const decoder = new TextDecoder();
+  assert.equal(verify.code, 0, decoder.decode(verify.stderr));
+  assert.equal(decoder.decode(verify.stderr).trim(), "");
 });

@@ -8,9 +8,17 @@
  */
 
 import assert from "node:assert/strict";
-import { DEFAULT_INSTALL_PATH, planBuild, UNIT_ARGS } from "../../tools/compile.ts";
+import {
+  DEFAULT_INSTALL_PATH,
+  DELEGATE_SOCKET,
+  planBuild,
+  UNIT_ARGS,
+} from "../../tools/compile.ts";
 import { parseCompileArgs } from "../../tools/compile.ts";
 import { statePaths } from "../../src/fsfreeze/mod.ts";
+import { createRegistry } from "../../src/commands/mod.ts";
+import { QgaClient } from "../_util/agent.ts";
+import { ALWAYS_BLOCKED, FREEZE_COMMANDS, QEMU_GA } from "../_util/qemu_ga.ts";
 
 const PACKAGING = new URL("../../packaging/", import.meta.url).pathname;
 const UNITS = { serial: "fsfreeze-agent.service", vsock: "fsfreeze-agent-vsock.service" } as const;
@@ -19,6 +27,7 @@ const WATCHDOG = {
   service: "fsfreeze-agent-watchdog.service",
   socket: "fsfreeze-agent-watchdog.socket",
 } as const;
+const DELEGATE = "fsfreeze-agent-delegate.service";
 
 async function run(command: string, args: string[]): Promise<{ code: number; out: string }> {
   const output = await new Deno.Command(command, { args, stdin: "null" }).output();
@@ -49,7 +58,7 @@ async function unitsWithStubBinary(dir: string): Promise<string[]> {
   const stub = `${dir}/fsfreeze-agent`;
   await Deno.writeTextFile(stub, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
   const paths: string[] = [];
-  for (const name of [...Object.values(UNITS), ...Object.values(WATCHDOG)]) {
+  for (const name of [...Object.values(UNITS), ...Object.values(WATCHDOG), DELEGATE]) {
     const text = await Deno.readTextFile(`${PACKAGING}${name}`);
     await Deno.writeTextFile(`${dir}/${name}`, text.replaceAll(DEFAULT_INSTALL_PATH, stub));
     paths.push(`${dir}/${name}`);
@@ -228,4 +237,95 @@ Deno.test("the agent's units want the watchdog socket, which is the one in the d
   const statedir = planBuild(parseCompileArgs([]), undefined).config.statedir;
   assert.deepEqual(setting(socket, "ListenStream"), [statePaths(statedir).watchdogSocket]);
   assert.deepEqual(setting(socket, "SocketMode"), ["0600"]);
+});
+
+/** The delegate unit's ExecStart, split into words (it quotes nothing). */
+async function delegateExecStart(): Promise<string[]> {
+  const text = await Deno.readTextFile(`${PACKAGING}${DELEGATE}`);
+  const [execStart] = setting(text, "ExecStart");
+  return execStart!.split(" ");
+}
+
+/** The value following `flag` in `words`. */
+function optionValue(words: string[], flag: string): string {
+  return words[words.indexOf(flag) + 1]!;
+}
+
+Deno.test("the delegate's unit: qemu-ga on compile's delegate socket, every freeze command blocked, nothing shared", async () => {
+  const text = await Deno.readTextFile(`${PACKAGING}${DELEGATE}`);
+  const words = await delegateExecStart();
+  assert.equal(words[0], QEMU_GA);
+  assert.deepEqual(setting(text, "ConditionFileIsExecutable"), [QEMU_GA]);
+  assert.equal(optionValue(words, "-m"), "unix-listen");
+  assert.equal(optionValue(words, "-p"), DELEGATE_SOCKET);
+  // Its own state dir and pidfile, in its runtime directory, which is root's alone.
+  const runtime = `/run/${setting(text, "RuntimeDirectory")[0]}`;
+  assert.equal(DELEGATE_SOCKET, `${runtime}/qga.sock`);
+  assert.equal(optionValue(words, "-t"), runtime);
+  assert.ok(optionValue(words, "-f").startsWith(`${runtime}/`));
+  assert.deepEqual(setting(text, "RuntimeDirectoryMode"), ["0700"]);
+  assert.deepEqual(setting(text, "UMask"), ["0077"]);
+  // No configuration file: qemu-ga.conf is the agent's.
+  assert.deepEqual(setting(text, "Environment"), [`QGA_CONF=${runtime}/no-config`]);
+  // Every freeze command of ours, and only those, is blocked there.
+  const freeze = createRegistry().list().map((spec) => spec.name)
+    .filter((name) => name.startsWith("guest-fsfreeze-"));
+  assert.deepEqual(optionValue(words, "-b").split(",").sort(), [...freeze].sort());
+  assert.deepEqual([...FREEZE_COMMANDS].sort(), [...freeze].sort());
+  // It never opens the port, so it conflicts with nothing.
+  assert.deepEqual(setting(text, "Conflicts"), []);
+  assert.deepEqual(setting(text, "BindsTo"), []);
+  assert.deepEqual(setting(text, "Restart"), ["always"]);
+});
+
+Deno.test("the delegate's unit is no more exposed than qemu-guest-agent's", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "agent_test_units_" });
+  try {
+    await unitsWithStubBinary(dir);
+    const ours = await exposure(`${dir}/${DELEGATE}`);
+    const theirs = await exposure(QEMU_GA_UNIT);
+    assert.ok(ours.score <= theirs.score, `ours ${ours.score}, qemu-ga ${theirs.score}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the delegate's unit, run as written (paths moved to a test dir), refuses every freeze command", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "agent_test_delegate_unit_" });
+  const words = (await delegateExecStart()).map((word) =>
+    word.replaceAll("/run/fsfreeze-agent-delegate", dir)
+  );
+  // On this machine every other command that would act on it is blocked as well (qemu-ga adds up
+  // its -b lists), so that the freeze commands are refused by the unit's own -b alone.
+  const others = ALWAYS_BLOCKED.filter((name) => !FREEZE_COMMANDS.includes(name));
+  const child = new Deno.Command(words[0]!, {
+    args: [...words.slice(1), "-b", others.join(",")],
+    env: { QGA_CONF: `${dir}/no-config` },
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    let client: QgaClient | undefined;
+    for (let tries = 0; tries < 500 && client === undefined; tries++) {
+      client = await Deno.connect({ transport: "unix", path: optionValue(words, "-p") })
+        .then((conn) => new QgaClient(conn), () => undefined);
+      if (client === undefined) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.ok(client, "qemu-ga did not listen");
+    using connected = client;
+    const info = await connected.request({ execute: "guest-info" }) as {
+      return: { supported_commands: { name: string; enabled: boolean }[] };
+    };
+    const enabled = (name: string): boolean | undefined =>
+      info.return.supported_commands.find((command) => command.name === name)?.enabled;
+    for (const name of FREEZE_COMMANDS) assert.equal(enabled(name), false, name);
+    assert.equal(enabled("guest-get-vcpus"), true);
+    const reply = await connected.request({ execute: "guest-fsfreeze-status" });
+    assert.equal((reply.error as { class: string }).class, "CommandNotFound");
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -12,10 +12,14 @@ import { AGENT_V8_FLAGS } from "../../src/permissions.ts";
 import { LIBC_CANDIDATES } from "../../src/linux/libc.ts";
 import {
   type Arch,
+  buildRecord,
   chooseTargets,
   DEFAULT_INSTALL_PATH,
+  DELEGATE_ARGS,
+  DELEGATE_SOCKET,
   elfArch,
   parseCompileArgs,
+  planBuild,
   UNIT_ARGS,
 } from "../../tools/compile.ts";
 
@@ -458,3 +462,20 @@ async function pingWhenUp(path: string): Promise<string> {
     }
   }
 }
+
+Deno.test("compile --delegate adds the delegate's socket to the unit's arguments and its permissions, and records it", () => {
+  const plain = planBuild(parseCompileArgs([]), undefined);
+  const options = parseCompileArgs(["--delegate"]);
+  const plan = planBuild(options, undefined);
+  assert.deepEqual(plan.agentArgs, [...UNIT_ARGS.serial, ...DELEGATE_ARGS]);
+  assert.equal(plan.config.delegateSocket, DELEGATE_SOCKET);
+  assert.deepEqual(
+    plan.permissions.net.filter((host) => !plain.permissions.net.includes(host)),
+    [`unix:${DELEGATE_SOCKET}`],
+  );
+  assert.equal(buildRecord(plan, HOST_ARCH, options, null).delegateSocket, DELEGATE_SOCKET);
+  assert.equal(buildRecord(plain, HOST_ARCH, parseCompileArgs([]), null).delegateSocket, null);
+  // With a site's own unit arguments too.
+  const custom = planBuild(parseCompileArgs(["--delegate", "--", "-m", "isa-serial"]), undefined);
+  assert.deepEqual(custom.agentArgs, ["-m", "isa-serial", ...DELEGATE_ARGS]);
+});

@@ -40,7 +40,13 @@ import {
   unitState,
 } from "./_lab/checks.ts";
 import type { Guest } from "./_lab/guest.ts";
-import { collectInfo, compareGuestInfo, type InfoSnapshot } from "./_lab/info.ts";
+import {
+  collectInfo,
+  compareGuestInfo,
+  guestInfo,
+  guestVcpus,
+  type InfoSnapshot,
+} from "./_lab/info.ts";
 import { Lab } from "./_lab/lab.ts";
 import { acks, loadErrors, prepareTable, startLoad, stopLoad, waitForAcks } from "./_lab/load.ts";
 import { note, poll, secondsSince, sleep } from "./_lab/proc.ts";
@@ -64,6 +70,9 @@ const BASELINE_FROZEN_S = 35;
 const AFTER_DEADLINE_S = 15;
 const QUIESCED_CYCLES = 5;
 const ROWS_PER_CYCLE = 30;
+/** The user whose password scenario 8 sets (created in the guest, deleted after). */
+const PASSWORD_USER = "labdelegate";
+const PASSWORD = "Lab-Delegate-1";
 
 const suiteStart = performance.now();
 const results = new Results();
@@ -237,8 +246,21 @@ function registerScenarios(agent: AgentSetup): void {
     },
   );
 
+  let delegateEnabled = false;
+  if (agent.enableDelegate !== undefined) {
+    vmTest(
+      `${label}: 8. the delegate (issue 13): install.sh --delegate on the running guest and an agent restart; virsh set-user-password, guestvcpus and guestinfo (disk section included) answer through our agent as qemu-ga answers them`,
+      async () => {
+        await delegateScenario(booted(), agent);
+        delegateEnabled = true;
+      },
+    );
+  }
+
   vmTest(
-    `${label}: 7b. virsh reboot --mode agent: the guest reboots and the agent answers again`,
+    `${label}: 7b. virsh reboot --mode agent: the guest reboots and the agent${
+      agent.enableDelegate === undefined ? "" : " (with its delegate, after 8)"
+    } answers again`,
     async () => {
       const guest = booted();
       const bootId = await guest.console.ok("cat /proc/sys/kernel/random/boot_id");
@@ -255,6 +277,10 @@ function registerScenarios(agent: AgentSetup): void {
       assert.ok(await guest.waitForPing(600_000), "no guest-ping answer after the reboot");
       results.record(kind, "rebootToPing", secondsSince(start));
       await guest.waitBooted();
+      if (delegateEnabled) {
+        // The agent's unit wants its delegate at boot: delegated commands answer again.
+        assert.equal(await guestVcpus(guest), baselineInfo?.guestvcpus, "guestvcpus after reboot");
+      }
     },
   );
 
@@ -789,5 +815,70 @@ async function localThawDuringRestartScenario(guest: Guest, agent: AgentSetup): 
   if (result.firstStatus === "frozen") {
     problems.push("the restarted agent said frozen after the local thaw");
   }
+  assert.deepEqual(problems, [], problems.join("\n"));
+}
+
+// --- 8. the delegate ------------------------------------------------------------------------------
+
+/** Whether `password` is the guest user's password now (its shadow hash, checked by libcrypt). */
+async function passwordWorks(guest: Guest, user: string, password: string): Promise<boolean> {
+  const check = await guest.console.ok(
+    `perl -e 'print crypt($ARGV[0], $ARGV[1]) eq $ARGV[1] ? "yes" : "no"' ${password} ` +
+      `"$(getent shadow ${user} | cut -d: -f2)"`,
+  );
+  return check === "yes";
+}
+
+async function delegateScenario(guest: Guest, agent: AgentSetup): Promise<void> {
+  await ensureThawed(guest, "s8");
+  const installStart = performance.now();
+  const install = await guest.console.run(`${agent.enableDelegate} 2>&1`, { timeoutMs: 900_000 });
+  const installSeconds = secondsSince(installStart);
+  assert.equal(install.code, 0, `${agent.enableDelegate}:\n${install.stdout}`);
+  const restartStart = performance.now();
+  await guest.console.ok(`systemctl restart ${agent.unit}`, { timeoutMs: 180_000 });
+  assert.ok(await guest.waitForPing(180_000), "no answer after restarting the agent");
+  results.observe(
+    agent.kind,
+    "8. delegate enabled",
+    `install.sh --delegate ${installSeconds} s, agent restart to first answer ${
+      secondsSince(restartStart)
+    } s`,
+  );
+  assert.equal(
+    await guest.console.ok(`systemctl is-active ${agent.delegateUnit} || true`),
+    "active",
+    "the agent's unit did not start its delegate",
+  );
+  assert.ok(baselineInfo !== undefined, "no qemu-ga results to compare with (its scenario 2)");
+
+  await guest.console.ok(
+    `id ${PASSWORD_USER} >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin ${PASSWORD_USER}`,
+  );
+  try {
+    const set = await guest.virsh(["set-user-password", guest.name, PASSWORD_USER, PASSWORD]);
+    assert.equal(set.code, 0, `virsh set-user-password: ${set.stderr}`);
+    assert.ok(await passwordWorks(guest, PASSWORD_USER, PASSWORD), "the password did not change");
+  } finally {
+    await guest.console.ok(`userdel ${PASSWORD_USER} || true`);
+  }
+
+  const vcpus = await guestVcpus(guest);
+  assert.equal(vcpus, baselineInfo.guestvcpus, "virsh guestvcpus");
+  const info = await guestInfo(guest);
+  const { missing, extra, different } = compareGuestInfo(baselineInfo.guestinfo, info);
+  results.observe(
+    agent.kind,
+    "8. guestinfo sections qemu-ga has and we do not, with the delegate",
+    missing.join(", ") || "none",
+  );
+  if (extra.length > 0) {
+    results.observe(agent.kind, "8. guestinfo sections only we have", extra.join(", "));
+  }
+  assert.ok("disk" in info, "no disk section in virsh guestinfo");
+  const problems = [
+    ...missing.map((section) => `section ${section} missing`),
+    ...different.map((d) => `guestinfo ${d}`),
+  ];
   assert.deepEqual(problems, [], problems.join("\n"));
 }

@@ -4,13 +4,15 @@
  * except for counters and sizes that move between the two calls and the members qemu-ga added
  * after its version here (`total-bytes-privileged`, 9.1).
  *
- * qemu-ga runs with every command blocked except the read-only ones compared here.
+ * qemu-ga runs with every command blocked except the read-only ones compared here
+ * (tests/_util/qemu_ga.ts).
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { delay, QgaClient, spawnAgent } from "../../_util/agent.ts";
+import { QgaClient, spawnAgent } from "../../_util/agent.ts";
+import { qemuGaCommands, type QemuGaProcess, startQemuGa } from "../../_util/qemu_ga.ts";
 import { parseJsonExact } from "./_schema.ts";
 
 /** The commands compared; everything else is blocked in the qemu-ga under test. */
@@ -25,50 +27,12 @@ const COMPARED = [
 ];
 const ALWAYS_ENABLED = ["guest-sync", "guest-sync-delimited", "guest-ping", "guest-info"];
 
-async function qemuGaCommands(): Promise<string[]> {
-  const output = await new Deno.Command("qemu-ga", { args: ["-b", "help"], stdout: "piped" })
-    .output();
-  assert.equal(output.code, 0);
-  return new TextDecoder().decode(output.stdout).split("\n").filter((line) => line !== "");
-}
-
-/** Starts qemu-ga on a unix socket in `dir`, with only the compared commands enabled. */
-async function startQemuGa(dir: string): Promise<{ child: Deno.ChildProcess; socket: string }> {
+/** qemu-ga on a unix socket in `dir`, with only the compared commands enabled. */
+async function startComparedQemuGa(dir: string): Promise<QemuGaProcess> {
   const keep = new Set([...COMPARED, ...ALWAYS_ENABLED]);
   const blocked = (await qemuGaCommands()).filter((name) => !keep.has(name));
   assert.ok(blocked.includes("guest-shutdown") && blocked.includes("guest-fsfreeze-freeze"));
-  const socket = `${dir}/qemu-ga.sock`;
-  const child = new Deno.Command("qemu-ga", {
-    args: [
-      "-m",
-      "unix-listen",
-      "-p",
-      socket,
-      "-t",
-      dir,
-      "-f",
-      `${dir}/qemu-ga.pid`,
-      "-l",
-      `${dir}/qemu-ga.log`,
-      "-b",
-      blocked.join(","),
-    ],
-    env: { QGA_CONF: `${dir}/none.conf` },
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  for (let tries = 0; tries < 300; tries++) {
-    try {
-      (await Deno.connect({ transport: "unix", path: socket })).close();
-      return { child, socket };
-    } catch {
-      await delay(20);
-    }
-  }
-  child.kill("SIGKILL");
-  await child.status;
-  throw new Error("qemu-ga did not open its socket");
+  return await startQemuGa(`${dir}/qemu-ga`, { block: blocked });
 }
 
 async function ask(client: QgaClient, execute: string): Promise<unknown> {
@@ -103,10 +67,10 @@ function stableFilesystems(list: Filesystem[], other: Filesystem[]): Filesystem[
 
 Deno.test("the system commands answer as qemu-ga does on the same machine", async () => {
   await using agent = await spawnAgent();
-  const { child, socket } = await startQemuGa(agent.dir);
-  try {
+  await using qga = await startComparedQemuGa(agent.dir);
+  {
     using ours = await agent.connect();
-    using theirs = new QgaClient(await Deno.connect({ transport: "unix", path: socket }));
+    using theirs = new QgaClient(await Deno.connect({ transport: "unix", path: qga.socket }));
     for (const command of ["guest-get-host-name", "guest-get-users", "guest-get-timezone"]) {
       assert.deepEqual(await ask(ours, command), await ask(theirs, command), command);
     }
@@ -126,8 +90,5 @@ Deno.test("the system commands answer as qemu-ga does on the same machine", asyn
     const theirFs = await ask(theirs, "guest-get-fsinfo") as Filesystem[];
     assert.ok(ourFs.every((fs) => typeof fs["total-bytes-privileged"] === "bigint"));
     assert.deepEqual(stableFilesystems(ourFs, theirFs), stableFilesystems(theirFs, ourFs));
-  } finally {
-    child.kill("SIGTERM");
-    await child.status;
   }
 });

@@ -1,13 +1,17 @@
 /**
  * The two agents the lab runs in the same base image: fsfreeze-agent, installed into the per-run
  * disk by the project's own `packaging/install.sh` from the build output of
- * `deno task compile --launcher`, and Debian's qemu-guest-agent (the baseline, already in the
- * image). Both get the same test hook, and run their hook dispatcher with `-F`.
+ * `deno task compile --launcher --delegate`, and Debian's qemu-guest-agent (the baseline, already
+ * in the image). Both get the same test hook, and run their hook dispatcher with `-F`.
+ *
+ * fsfreeze-agent starts without its delegate (`install.sh --no-delegate`); the install sources
+ * are staged in the guest, so that a scenario enables the delegate there as an operator would, by
+ * running `install.sh --delegate` on the running guest.
  *
  * @module
  */
 
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeRootFile } from "./disk.ts";
 import { run } from "./proc.ts";
@@ -24,6 +28,10 @@ export type AgentKind = "fsfreeze-agent" | "qemu-ga";
 export const HOOK_LOG = "/run/lab-hook.log";
 /** The sample MariaDB hook, enabled for fsfreeze-agent. */
 export const MARIADB_HOOK = "/etc/qemu/fsfreeze-hook.d/50-mariadb-flush.sh";
+/** Where the project's install sources (packaging/, hooks/, dist/) are staged in the guest. */
+const GUEST_SOURCES = "/root/fsfreeze-agent-install";
+/** The installed launcher's payload (install.sh: <prefix>/lib/fsfreeze-agent). */
+const INSTALLED_PAYLOAD = "usr/local/lib/fsfreeze-agent";
 
 /**
  * The test hook: one line per call, "<freeze|thaw> <epoch seconds.ns> <pid>". Named to run first
@@ -53,6 +61,10 @@ export interface AgentSetup {
   localThaw: string | undefined;
   /** Installs the agent (and the test hooks) into a mounted image root. */
   install(root: string): Promise<void>;
+  /** The guest command that gives the agent its delegate (issue 13), when it has one. */
+  enableDelegate: string | undefined;
+  /** The delegate's unit. */
+  delegateUnit: string | undefined;
 }
 
 async function installRecordHook(root: string): Promise<void> {
@@ -65,6 +77,8 @@ export const QEMU_GA: AgentSetup = {
   unit: "qemu-guest-agent.service",
   autoThaws: false,
   localThaw: undefined,
+  enableDelegate: undefined,
+  delegateUnit: undefined,
   async install(root: string): Promise<void> {
     await installRecordHook(root);
     await writeRootFile(
@@ -82,6 +96,8 @@ export const FSFREEZE_AGENT: AgentSetup = {
   unit: "fsfreeze-agent.service",
   autoThaws: true,
   localThaw: "/usr/local/sbin/fsfreeze-agent thaw",
+  enableDelegate: `sh ${GUEST_SOURCES}/packaging/install.sh --delegate`,
+  delegateUnit: "fsfreeze-agent-delegate.service",
   async install(root: string): Promise<void> {
     await run("sh", [
       join(REPO, "packaging", "install.sh"),
@@ -90,7 +106,9 @@ export const FSFREEZE_AGENT: AgentSetup = {
       "--no-reload",
       "--binary",
       AGENT_BUILD,
+      "--no-delegate",
     ]);
+    await stageInstallSources(root);
     // README "Install in a guest image": only one agent can hold the port.
     await Deno.symlink("/dev/null", join(root, "etc/systemd/system/qemu-guest-agent.service"));
     const hooks = join(root, "etc/qemu/fsfreeze-hook.d");
@@ -101,13 +119,27 @@ export const FSFREEZE_AGENT: AgentSetup = {
 };
 
 /**
- * Builds the agent for the guest (`deno task compile --launcher --target x86_64`); throws, saying
- * why, when the build output is not there afterwards.
+ * Copies what `install.sh` needs into the guest: packaging/, hooks/ and the build. The build's
+ * payload (mostly the Deno runtime) is the one just installed, linked rather than copied.
+ */
+async function stageInstallSources(root: string): Promise<void> {
+  const target = join(root, GUEST_SOURCES);
+  const dist = join(target, "dist");
+  await Deno.mkdir(dist, { recursive: true });
+  await run("cp", ["-R", join(REPO, "packaging"), join(REPO, "hooks"), target]);
+  await run("cp", [AGENT_BUILD, `${AGENT_BUILD}.build.json`, dist]);
+  const payload = join(dist, `${basename(AGENT_BUILD)}.payload`);
+  await run("cp", ["-al", join(root, INSTALLED_PAYLOAD), payload]);
+}
+
+/**
+ * Builds the agent for the guest (`deno task compile --launcher --target x86_64 --delegate`);
+ * throws, saying why, when the build output is not there afterwards.
  */
 export async function buildAgent(): Promise<void> {
   const result = await run(
     "npx",
-    ["deno", "task", "compile", "--launcher", "--target", "x86_64"],
+    ["deno", "task", "compile", "--launcher", "--target", "x86_64", "--delegate"],
     { timeoutMs: COMPILE_TIMEOUT_MS, allowFailure: true, env: { NO_COLOR: "1" } },
   );
   const built = await Deno.stat(AGENT_BUILD).then(() => true, () => false);

@@ -1,6 +1,7 @@
 /**
  * The guest-information commands as libvirt presents them (`virsh guestinfo`, `domfsinfo`,
- * `domifaddr --source agent`, `domtime`, `domhostname --source agent`), normalised so that two
+ * `domifaddr --source agent`, `domtime`, `domhostname --source agent`, `guestvcpus`), normalised
+ * so that two
  * agents in the same image can be compared: values that legitimately differ between two boots
  * (login times, used bytes, the clock) are replaced by placeholders.
  *
@@ -18,6 +19,8 @@ export interface InfoSnapshot {
   domfsinfo: string;
   domifaddr: string;
   domhostname: string;
+  /** `guestvcpus` (served by qemu-ga, or by fsfreeze-agent's delegate). */
+  guestvcpus: string;
   /** `domtime`: the guest's clock minus the host's, seconds (not compared). */
   clockOffset: number | string;
 }
@@ -45,16 +48,27 @@ async function virshText(guest: Guest, args: string[]): Promise<string> {
   return result.code === 0 ? text : `error: ${(result.stderr + text).trim()}`;
 }
 
-/** Runs the five commands against `guest`. */
+/** `virsh guestinfo`, parsed. */
+export async function guestInfo(guest: Guest): Promise<GuestInfo> {
+  return parseGuestInfo(await virshText(guest, ["guestinfo", guest.name]));
+}
+
+/** `virsh guestvcpus`, or its error text. */
+export async function guestVcpus(guest: Guest): Promise<string> {
+  return await virshText(guest, ["guestvcpus", guest.name]);
+}
+
+/** Runs the six commands against `guest`. */
 export async function collectInfo(guest: Guest): Promise<InfoSnapshot> {
-  const guestinfo = parseGuestInfo(await virshText(guest, ["guestinfo", guest.name]));
+  const guestinfo = await guestInfo(guest);
   const domfsinfo = await virshText(guest, ["domfsinfo", guest.name]);
   const domifaddr = await virshText(guest, ["domifaddr", guest.name, "--source", "agent"]);
   const domhostname = await virshText(guest, ["domhostname", guest.name, "--source", "agent"]);
+  const guestvcpus = await guestVcpus(guest);
   const time = await virshText(guest, ["domtime", guest.name]);
   const seconds = Number(time.match(/^Time:\s*(\d+)/)?.[1]);
   const clockOffset = Number.isFinite(seconds) ? seconds - Math.round(Date.now() / 1000) : time;
-  return { guestinfo, domfsinfo, domifaddr, domhostname, clockOffset };
+  return { guestinfo, domfsinfo, domifaddr, domhostname, guestvcpus, clockOffset };
 }
 
 /** Sections of `baseline` missing from `other`, and sections whose fields differ. */
