@@ -44,6 +44,7 @@ export interface AgentDeps<Ctx extends DispatchContext> {
 export class AfterReply {
   #answering = false;
   #pending: (() => void)[] = [];
+  #nextReply: (() => void)[] = [];
 
   /** Runs `work` after the reply in progress (or the current step); resolves once it ran. */
   schedule(work: () => void): Promise<void> {
@@ -60,6 +61,11 @@ export class AfterReply {
     return promise;
   }
 
+  /** Runs `work` once the next reply is written, however long that takes. */
+  afterNextReply(work: () => void): void {
+    this.#nextReply.push(work);
+  }
+
   /** A request is being answered: work scheduled now waits for {@link replied}. */
   answering(): void {
     this.#answering = true;
@@ -69,6 +75,7 @@ export class AfterReply {
   replied(): void {
     this.#answering = false;
     if (this.#pending.length > 0) { for (const work of this.#pending.splice(0)) work(); }
+    if (this.#nextReply.length > 0) { for (const work of this.#nextReply.splice(0)) work(); }
   }
 }
 

@@ -73,6 +73,8 @@ export async function startAgent(
     afterReply: (work) => afterReply.schedule(work),
   });
   await freezer.recover();
+  // Start-up stays short; the engine loads once the first reply is out, not in the first freeze.
+  afterReply.afterNextReply(() => freezer.preload());
   if (!freezer.frozen) {
     log.openFile();
     pidfile.writeIfDue();

@@ -33,12 +33,13 @@ export function flagsFor(argv: readonly string[], env: { QGA_CONF?: string }): s
   if (parsed.action === "run" || parsed.action === "dump") {
     return agentFlags(parsed.config, denoRunOptions());
   }
-  // `-b help` lists the delegate's commands too: it may connect to the delegate's socket.
+  // `-b help` lists the delegate's commands too: it may connect to the delegate's socket, and
+  // loads the delegate's modules from the source directory (src/load_later.ts).
   const socket = parsed.action === "list-commands" ? parsed.config.delegateSocket : undefined;
   if (socket === undefined) return minimal;
   return [
     ...minimal.slice(0, 2),
-    `${minimal[2]},${socket}`,
+    `${minimal[2]},${socket},${denoRunOptions().sourceDir}`,
     `--allow-write=${socket}`,
     `--allow-net=unix:${socket}`,
   ];

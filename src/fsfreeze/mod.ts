@@ -12,6 +12,7 @@
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
 import { loadLater } from "../load_later.ts";
 import type { Logger } from "../log.ts";
 import type { Arming } from "./freeze_cycle.ts";
@@ -90,6 +91,17 @@ export class LazyFreezeService implements FreezeService {
       watchdog,
       onThawed: this.#options.onThawed,
       afterReply: this.#options.afterReply,
+    });
+  }
+
+  /**
+   * Loads the engine ahead of the first freeze, so that freeze does not pay for it; a failure is
+   * logged here and met again by the freeze that needs the engine.
+   */
+  preload(): void {
+    this.load().catch((err) => {
+      this.#loading = undefined;
+      this.#options.log.warn("cannot load the freeze engine", { error: errorMessage(err) });
     });
   }
 

@@ -180,6 +180,10 @@ Deno.test("-d daemonizes: the parent exits 0, the daemon serves and writes its p
       if (pid === 0) await new Promise((resolve) => setTimeout(resolve, 50));
     }
     assert.ok(pid > 0, "pidfile written");
+    // As qemu-ga, the daemon writes its pidfile before it opens the channel.
+    while (!await Deno.lstat(socket).then(() => true, () => false) && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     const conn = await Deno.connect({ transport: "unix", path: socket });
     await conn.write(new TextEncoder().encode('{"execute":"guest-ping"}'));
     const buffer = new Uint8Array(64);

@@ -104,9 +104,14 @@ async function ask(client: QgaClient, request: unknown): Promise<string> {
   return await client.readLine();
 }
 
-/** Replaces the values that differ between two agents' runs: pids and file handles. */
+/**
+ * Replaces the values that differ between two agents' runs: pids, file handles, and loop devices
+ * in the disk list (other programs' loop devices come and go between the two transcripts).
+ */
 function normalise(line: string): string {
   return line
+    .replace(/\{"name": "\/dev\/loop\d+", [^{}]*\}(, )?/g, "")
+    .replace(/, \]/g, "]")
     .replace(/"pid": \d+/g, '"pid": <pid>')
     .replace(/^\{"return": \d+, "id": "open"\}$/, '{"return": <handle>, "id": "open"}');
 }
