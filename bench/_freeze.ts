@@ -25,6 +25,8 @@ const REPORT = encoder.encode(
   JSON.stringify({ execute: "__io.github.fsfreeze-agent_guest-fsfreeze-report" }),
 );
 
+/** Pause between the first reply and the first freeze. */
+const AFTER_START_MS = 2000;
 /** Pause before the RSS reading after the last cycle. */
 const SETTLE_MS = 300;
 
@@ -108,6 +110,9 @@ export async function measureFreeze(
   });
   const { client } = await firstPing(agent);
   using _client = client;
+  // In a guest the first freeze comes long after the agent started: let each agent finish
+  // starting (ours loads its freeze engine and connects to its watchdog after its first reply).
+  await sleep(AFTER_START_MS);
   const request = encoder.encode(
     JSON.stringify({
       execute: "guest-fsfreeze-freeze-list",

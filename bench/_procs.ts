@@ -15,7 +15,7 @@
  */
 
 import { parseConfig } from "../src/config/mod.ts";
-import { AGENT_V8_FLAGS, agentFlags, denoRunOptions } from "../src/permissions.ts";
+import { AGENT_DENO_ENV, AGENT_V8_FLAGS, agentFlags, denoRunOptions } from "../src/permissions.ts";
 import { BenchClient, requestBytes } from "./_client.ts";
 
 /** The agents compared. */
@@ -135,6 +135,7 @@ export async function spawnServer(
   await Deno.mkdir(dir, { recursive: true });
   const command = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", AGENT_V8_FLAGS, serverScript, socketPath],
+    env: { ...AGENT_DENO_ENV },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -160,7 +161,7 @@ async function spawnOurs(options: AgentOptions): Promise<BenchProcess> {
   const flags = flagsFor(argv, env);
   const command = new Deno.Command(Deno.execPath(), {
     args: ["run", ...flags, MAIN, ...argv],
-    env,
+    env: { ...env, ...AGENT_DENO_ENV },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -345,6 +346,7 @@ export async function writeFloorScripts(dir: string): Promise<Record<FloorScript
 export async function floorRunMs(emptyScript: string): Promise<number> {
   const command = new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", AGENT_V8_FLAGS, emptyScript],
+    env: { ...AGENT_DENO_ENV },
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -360,6 +362,7 @@ export async function floorRunMs(emptyScript: string): Promise<number> {
 export async function floorIdleRssKiB(idleScript: string, settleMs: number): Promise<number> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", AGENT_V8_FLAGS, idleScript],
+    env: { ...AGENT_DENO_ENV },
     stdin: "null",
     stdout: "piped",
     stderr: "null",

@@ -154,6 +154,13 @@ function delegateSocket(config: Config): string[] {
 }
 
 /**
+ * The environment the agent's Deno runtime gets under `deno run` (the launcher, `deno task start`,
+ * the tests): a compiled binary never looks for a newer Deno; `deno run` would, over the network,
+ * from a guest agent.
+ */
+export const AGENT_DENO_ENV: Readonly<Record<string, string>> = { DENO_NO_UPDATE_CHECK: "1" };
+
+/**
  * V8 flags the agent runs with (not permissions, but part of the same one definition of how the
  * agent runs), each for the agent's long life (bench/README.md has the figures):
  * - `--expose-gc`: the agent hands memory back after a burst (src/memory.ts);

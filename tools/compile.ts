@@ -21,7 +21,12 @@
 import { parseArgs } from "node:util";
 import { type Config, ConfigError, parseConfig, UsageError } from "../src/config/mod.ts";
 import { errorMessage } from "../src/errors.ts";
-import { permissionFlags, type PermissionSet, permissionSet } from "../src/permissions.ts";
+import {
+  AGENT_DENO_ENV,
+  permissionFlags,
+  type PermissionSet,
+  permissionSet,
+} from "../src/permissions.ts";
 
 /** The architectures we release for, with their Rust target triples. */
 export const TARGETS = {
@@ -227,7 +232,8 @@ export function launcherScript(plan: BuildPlan, installPath: string): string {
     "# fsfreeze-agent, launcher form (deno task compile --launcher): stands in for the compiled",
     "# binary where deno compile cannot run. Same program, same permission flags.",
     `DENO_DIR=${shellQuote(LAUNCHER_DENO_DIR)}`,
-    "export DENO_DIR",
+    ...Object.entries(AGENT_DENO_ENV).map(([name, value]) => `${name}=${shellQuote(value)}`),
+    `export DENO_DIR ${Object.keys(AGENT_DENO_ENV).join(" ")}`,
     `exec ${words.join(" ")} "$@"`,
     "",
   ].join("\n");

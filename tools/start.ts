@@ -8,7 +8,7 @@
 
 import { isLocalCommand } from "../src/cli.ts";
 import { DEFAULTS, parseConfig, type ParseResult } from "../src/config/mod.ts";
-import { agentFlags, denoRunOptions } from "../src/permissions.ts";
+import { AGENT_DENO_ENV, agentFlags, denoRunOptions } from "../src/permissions.ts";
 import { isUnder } from "../src/fsfreeze/selection.ts";
 import { readConfigFile } from "../src/config/read.ts";
 
@@ -93,6 +93,7 @@ if (import.meta.main) {
   if (warning) Deno.stderr.writeSync(new TextEncoder().encode(warning));
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...flags, MAIN, ...Deno.args],
+    env: { ...AGENT_DENO_ENV },
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",

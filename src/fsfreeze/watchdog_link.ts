@@ -33,6 +33,7 @@ export interface LinkOptions {
 export class WatchdogLink implements Arming {
   readonly #options: LinkOptions;
   #conn: Deno.UnixConn | undefined;
+  #connecting: Promise<Deno.UnixConn> | undefined;
   #buffer = "";
 
   constructor(options: LinkOptions) {
@@ -61,6 +62,15 @@ export class WatchdogLink implements Arming {
     if (reply.armed !== state.cycle) throw new Error(`the watchdog armed ${reply.armed}`);
   }
 
+  /**
+   * Connects now, starting the agent's own watchdog if none listens, so the first freeze does
+   * not wait for a program to start.
+   * @throws {Error} when no watchdog could be reached
+   */
+  async connect(): Promise<void> {
+    await this.#connection();
+  }
+
   /** Drops the connection (a watchdog the agent started then exits when idle). */
   close(): void {
     if (this.#conn !== undefined) closeQuietly(this.#conn);
@@ -69,7 +79,7 @@ export class WatchdogLink implements Arming {
   }
 
   async #request(request: { arm: string }): Promise<WatchdogReply> {
-    const conn = this.#conn ?? await this.#connect();
+    const conn = await this.#connection();
     // The answer is awaited while the request is written: no turn of the event loop in between.
     // A failed write closes the connection, which ends the read.
     const writing = writeAll(conn, encoder.encode(JSON.stringify(request) + "\n"));
@@ -77,6 +87,13 @@ export class WatchdogLink implements Arming {
     const line = await this.#readLine(conn);
     await writing;
     return JSON.parse(line) as WatchdogReply;
+  }
+
+  /** The kept connection, or the one being made (one at a time: one watchdog is started). */
+  #connection(): Promise<Deno.UnixConn> {
+    if (this.#conn !== undefined) return Promise.resolve(this.#conn);
+    this.#connecting ??= this.#connect().finally(() => this.#connecting = undefined);
+    return this.#connecting;
   }
 
   async #connect(): Promise<Deno.UnixConn> {

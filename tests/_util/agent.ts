@@ -10,7 +10,7 @@
  */
 
 import { parseConfig } from "../../src/config/mod.ts";
-import { agentFlags, denoRunOptions } from "../../src/permissions.ts";
+import { AGENT_DENO_ENV, agentFlags, denoRunOptions } from "../../src/permissions.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -303,7 +303,7 @@ export async function spawnAgent(options: SpawnOptions = {}): Promise<AgentProce
     ...(options.hook ? [`-F${options.hook}`] : []),
     ...(options.args ?? []),
   ];
-  const env = { QGA_CONF: `${dir}/qemu-ga.conf`, ...options.env };
+  const env = { QGA_CONF: `${dir}/qemu-ga.conf`, ...AGENT_DENO_ENV, ...options.env };
   const flags = flagsForArgv(argv, env);
   const [program, ...wrapperArgs] = options.wrapper ?? [];
   const command = [Deno.execPath(), "run", ...flags, MAIN, ...argv];

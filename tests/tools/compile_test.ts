@@ -398,6 +398,9 @@ Deno.test("compile --launcher builds a launcher that install.sh installs and tha
     assert.equal(record.payloadDir, "/usr/local/lib/fsfreeze-agent");
     const script = await Deno.readTextFile(launcher);
     assert.match(script, /^DENO_DIR=\/run\/fsfreeze-agent\/deno$/m);
+    // A compiled binary never looks for a newer Deno; the launcher must not either.
+    assert.match(script, /^DENO_NO_UPDATE_CHECK=1$/m);
+    assert.match(script, /^export DENO_DIR DENO_NO_UPDATE_CHECK$/m);
     assert.ok(
       script.includes(
         `exec /usr/local/lib/fsfreeze-agent/deno run ${record.flags.join(" ")} ` +
