@@ -48,6 +48,8 @@ export interface FreezeBenchOptions {
   imageMiB: number;
   /** Seconds after each arming until the loop fixtures' watchdog thaws everything. */
   watchdogSeconds: number;
+  /** Where the images are made (`/tmp` when absent). */
+  imagesDir?: string;
   /** Mounts qemu-ga's namespace keeps although they are under /tmp (the bench's own tmpfs). */
   keepVisible?: readonly string[];
 }
@@ -96,6 +98,7 @@ export async function measureFreeze(
   await using mounts = await createLoopMounts(count, {
     sizeMiB: options.imageMiB,
     watchdogSeconds: options.watchdogSeconds,
+    ...(options.imagesDir ? { parentDir: options.imagesDir } : {}),
   });
   // The images' own writes (mkfs) go to the disk now, not during the measurement.
   await syncFilesystemOf(mounts.dir);
@@ -161,6 +164,7 @@ export async function measureSyncfsFloor(
   await using mounts = await createLoopMounts(count, {
     sizeMiB: options.imageMiB,
     watchdogSeconds: options.watchdogSeconds,
+    ...(options.imagesDir ? { parentDir: options.imagesDir } : {}),
   });
   await syncFilesystemOf(mounts.dir);
   await writeDirtyData(mounts.mounts, options.dirtyMiB);

@@ -166,6 +166,8 @@ export interface DiskProbe {
   mbPerSecond: number;
   /** MiB written to each filesystem before its first cycle. */
   dirtyMiB: number;
+  /** Where the images are: "tmpfs" or a directory. */
+  where: string;
 }
 
 /** Freeze rows of one hook variant (all mount counts). */
@@ -221,7 +223,7 @@ export function freezeSection(variants: readonly FreezeRuns[], disk?: DiskProbe)
       if (disk) {
         const floorMs = (n * disk.dirtyMiB * 1.048576) / disk.mbPerSecond * 1000;
         notes.push(
-          `disk under the images: ${fmt(disk.mbPerSecond)} MB/s (dd conv=fsync); writing ` +
+          `images on ${disk.where}: ${fmt(disk.mbPerSecond)} MB/s (dd conv=fsync); writing ` +
             `${n} × ${disk.dirtyMiB} MiB at that rate takes ${fmt(floorMs)} ms: the floor of a ` +
             `1st cycle`,
         );

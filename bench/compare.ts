@@ -54,6 +54,7 @@ const USAGE = `usage: deno task bench [options]
   --pings N           timed guest-pings per agent and run (default 10000)
   --requests N        requests before the second RSS reading (default 100000)
   --only LIST         serve,memory,freeze (default all)
+  --images DIR        where the loop images live (default: a tmpfs of the bench's own)
   --quick             fewer runs and requests (a smoke run)
   --out FILE          JSON output (default bench/results/<time>.json)`;
 
@@ -71,6 +72,8 @@ interface Options {
   memory: MemoryOptions;
   freeze: FreezeBenchOptions;
   out: string | undefined;
+  /** Where the loop images go; a tmpfs of the bench's own when absent. */
+  images: string | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -90,6 +93,7 @@ function parseOptions(argv: string[]): Options {
       only: { type: "string" },
       quick: { type: "boolean" },
       out: { type: "string" },
+      images: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -140,6 +144,7 @@ function parseOptions(argv: string[]): Options {
       watchdogSeconds: 30,
     },
     out: values.out,
+    images: values.images,
   };
 }
 
@@ -262,7 +267,7 @@ async function freezeScenario(
       await Deno.mkdir(dir);
       const sample = await measureFreeze(kind, count, hookPath, dir, {
         ...options.freeze,
-        keepVisible: [work],
+        keepVisible: [work, options.freeze.imagesDir ?? work],
       });
       agents[kind].push(sample);
       progress(
@@ -280,9 +285,9 @@ async function freezeScenario(
   return { hook, count, busy, agents, syncfsFloorMs };
 }
 
-/** Write bandwidth of the disk under /tmp (where the loop images live): 256 MiB, fsync'ed. */
-async function diskMBps(): Promise<number> {
-  const dir = await Deno.makeTempDir({ prefix: "fsfreeze_bench_dd_" });
+/** Write bandwidth where the loop images live: 256 MiB, fsync'ed. */
+async function diskMBps(imagesDir: string | undefined): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "fsfreeze_bench_dd_", dir: imagesDir ?? "/tmp" });
   try {
     const started = performance.now();
     const output = await new Deno.Command("dd", {
@@ -298,15 +303,22 @@ async function diskMBps(): Promise<number> {
 }
 
 /**
- * Sockets and state dirs go on a tmpfs of the bench's own, as in production (/run), so that
- * state-file writes do not land in the journal of the disk that holds the loop images (that
- * slows every FIFREEZE of theirs, for both agents). The images stay on /tmp. (Deno's narrow
- * permissions refuse /dev/shm.) Returns whether it was mounted.
+ * Sockets and state dirs go on a tmpfs of the bench's own, as in production (/run); by default
+ * the loop images go on another. On a disk, each loop FIFREEZE flushes its image, and that waits
+ * for a journal commit of the disk's filesystem, which carries whatever else wrote there: tens of
+ * milliseconds, at random, for either agent. (Deno's narrow permissions refuse /dev/shm.) Returns
+ * whether it was mounted.
  */
-async function mountTmpfs(dir: string): Promise<boolean> {
-  const args = ["-t", "tmpfs", "-o", "size=64m,mode=0700", "fsfreeze-bench", dir];
+async function mountTmpfs(dir: string, size: string): Promise<boolean> {
+  const args = ["-t", "tmpfs", "-o", `size=${size},mode=0700`, "fsfreeze-bench", dir];
   return (await new Deno.Command("mount", { args, stdout: "null", stderr: "null" }).output())
     .success;
+}
+
+/** A tmpfs for the loop images at `<work>/images`: room for 32 images of 64 MiB. */
+async function imagesOnTmpfs(work: string): Promise<boolean> {
+  await Deno.mkdir(`${work}/images`);
+  return await mountTmpfs(`${work}/images`, "3g");
 }
 
 async function unmount(dir: string): Promise<void> {
@@ -337,7 +349,10 @@ async function main(): Promise<void> {
   Deno.addSignalListener("SIGINT", () => interrupted = true);
   const started = new Date();
   const work = await Deno.makeTempDir({ prefix: "fsfreeze_bench_" });
-  const tmpfs = await mountTmpfs(work);
+  const tmpfs = await mountTmpfs(work, "64m");
+  const imagesTmpfs = options.images === undefined && await imagesOnTmpfs(work);
+  const imagesDir = imagesTmpfs ? `${work}/images` : options.images;
+  if (imagesDir !== undefined) options.freeze.imagesDir = imagesDir;
   const sections: Section[] = [];
   let serve: ServeRuns | undefined;
   let memory: MemoryRuns | undefined;
@@ -352,7 +367,11 @@ async function main(): Promise<void> {
       sections.push(memorySection(memory, options.memory));
     }
     if (options.only.has("freeze")) {
-      const disk = { mbPerSecond: await diskMBps(), dirtyMiB: options.freeze.dirtyMiB };
+      const disk = {
+        mbPerSecond: await diskMBps(options.freeze.imagesDir),
+        dirtyMiB: options.freeze.dirtyMiB,
+        where: imagesTmpfs ? "tmpfs" : options.freeze.imagesDir ?? "/tmp",
+      };
       freeze = await freezeRuns(options, work);
       const quiet = freeze.filter((f) => !f.busy);
       for (const hook of options.hooks) {
@@ -362,6 +381,7 @@ async function main(): Promise<void> {
       if (busy.length > 0) sections.push(busySection(busy, quiet));
     }
   } finally {
+    if (imagesTmpfs) await unmount(`${work}/images`);
     if (tmpfs) await unmount(work);
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
