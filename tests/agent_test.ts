@@ -7,12 +7,12 @@ Deno.test("AfterReply.schedule() runs work after the reply in progress, or at on
   afterReply.answering();
   const saved = afterReply.schedule(() => ran.push("report saved"));
   await Promise.resolve();
-  assert.deepEqual(ran, []);
+  assert.deepEqual([...ran], []);
   afterReply.replied();
   await saved;
-  assert.deepEqual(ran, ["report saved"]);
+  assert.deepEqual([...ran], ["report saved"]);
   await afterReply.schedule(() => ran.push("idle work"));
-  assert.deepEqual(ran, ["report saved", "idle work"]);
+  assert.deepEqual([...ran], ["report saved", "idle work"]);
 });
 
 Deno.test("AfterReply.afterNextReply() waits for the next reply even when idle, and runs once", async () => {

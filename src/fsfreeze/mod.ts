@@ -20,7 +20,6 @@ import type { HoldingLog } from "./frozen_mode.ts";
 import { type CycleReport, renderReport, type ThawedBy } from "./report.ts";
 import type { FreezeEngineService, FreezeService } from "./service.ts";
 import { FileStateStore, type FrozenState } from "./state.ts";
-import type { WatchdogLink } from "./watchdog_link.ts";
 import type { Config } from "../config/mod.ts";
 import type { Transport } from "../transport/mod.ts";
 
@@ -53,7 +52,7 @@ export class LazyFreezeService implements FreezeService {
   #service: FreezeEngineService | undefined;
   #loading: Promise<FreezeEngineService> | undefined;
   #savedReport: { report: CycleReport | undefined } | undefined;
-  #watchdog: WatchdogLink | undefined;
+  #watchdog: { close(): void } | undefined;
 
   constructor(config: Config, options: AgentFreezeOptions) {
     this.#config = config;
@@ -96,24 +95,15 @@ export class LazyFreezeService implements FreezeService {
   }
 
   /**
-   * Gets the first freeze ready ahead of time, so it pays only for the freeze: loads the engine
-   * and connects to the watchdog (starting the agent's own if none listens). A failure is logged
-   * here and met again by the freeze that needs it.
+   * Loads the engine ahead of the first freeze, so that freeze does not pay for it. The watchdog
+   * is left alone: it costs a process, which an agent that is never asked to freeze does not
+   * need. A failure is logged here and met again by the freeze that needs the engine.
    */
   preload(): void {
-    this.load().then(
-      async () => {
-        try {
-          if (this.#config.fsfreezeTimeout > 0) await this.#watchdog?.connect();
-        } catch (err) {
-          this.#options.log.warn("cannot reach the watchdog yet", { error: errorMessage(err) });
-        }
-      },
-      (err) => {
-        this.#loading = undefined;
-        this.#options.log.warn("cannot load the freeze engine", { error: errorMessage(err) });
-      },
-    );
+    this.load().catch((err) => {
+      this.#loading = undefined;
+      this.#options.log.warn("cannot load the freeze engine", { error: errorMessage(err) });
+    });
   }
 
   /** Start-up: a recorded cycle means recovery, which needs the engine. */

@@ -62,15 +62,6 @@ export class WatchdogLink implements Arming {
     if (reply.armed !== state.cycle) throw new Error(`the watchdog armed ${reply.armed}`);
   }
 
-  /**
-   * Connects now, starting the agent's own watchdog if none listens, so the first freeze does
-   * not wait for a program to start.
-   * @throws {Error} when no watchdog could be reached
-   */
-  async connect(): Promise<void> {
-    await this.#connection();
-  }
-
   /** Drops the connection (a watchdog the agent started then exits when idle). */
   close(): void {
     if (this.#conn !== undefined) closeQuietly(this.#conn);
