@@ -25,9 +25,20 @@ export const CHECK_INTERVAL_MS = 1000;
 export interface WatchdogOptions {
   /** Stay when idle (systemd's); otherwise exit once the agent has gone and nothing is armed. */
   persistent: boolean;
+  /**
+   * Not persistent: how long to wait for the agent that started it to connect; with no client by
+   * then and nothing armed, it leaves (the agent died before it connected).
+   */
+  firstClientWaitMs?: number;
   /** Aborting stops it (SIGTERM); an armed cycle is left to the agent or the next watchdog. */
   signal: AbortSignal;
 }
+
+/**
+ * How long a watchdog the agent started waits for it to connect: longer than the agent waits for
+ * the watchdog to listen (watchdog_link.ts).
+ */
+const FIRST_CLIENT_WAIT_MS = 120_000;
 
 /** A request on the watchdog's socket. */
 export interface WatchdogRequest {
@@ -59,6 +70,7 @@ class Watchdog {
   #check: ReturnType<typeof setInterval> | undefined;
   #clients = 0;
   #ending: Promise<void> | undefined;
+  #firstClientTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(engine: Engine, transport: Transport, options: WatchdogOptions) {
     this.#engine = engine;
@@ -71,10 +83,12 @@ class Watchdog {
     this.#options.signal.addEventListener("abort", stop, { once: true });
     try {
       this.#armFromState();
+      this.#awaitFirstClient();
       // One client at a time (the agent); timers run meanwhile.
       for (;;) {
         const connection = await this.#transport.accept();
         if (connection === null) break;
+        clearTimeout(this.#firstClientTimer);
         this.#clients++;
         try {
           await this.#serve(connection);
@@ -85,6 +99,7 @@ class Watchdog {
         this.#exitIfIdle();
       }
     } finally {
+      clearTimeout(this.#firstClientTimer);
       this.#options.signal.removeEventListener("abort", stop);
       this.#disarm();
       await this.#ending;
@@ -196,6 +211,13 @@ class Watchdog {
     } catch (err) {
       engine.log.error("thaw at the deadline failed", { cycle, error: (err as Error).message });
     }
+  }
+
+  /** An agent that started this watchdog and died before connecting leaves it nothing to do. */
+  #awaitFirstClient(): void {
+    if (this.#options.persistent) return;
+    const waitMs = this.#options.firstClientWaitMs ?? FIRST_CLIENT_WAIT_MS;
+    this.#firstClientTimer = setTimeout(() => this.#exitIfIdle(), waitMs);
   }
 
   /** A watchdog the agent started leaves once that agent has gone and nothing is armed. */
