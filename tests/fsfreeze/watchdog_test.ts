@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { FrozenState } from "../../src/fsfreeze/state.ts";
 import { runWatchdog } from "../../src/fsfreeze/watchdog.ts";
 import type { Connection, Transport } from "../../src/transport/mod.ts";
-import { fakeEngine, fakeGuest } from "../_util/fake_engine.ts";
+import { fakeEngine, type FakeGuest, fakeGuest } from "../_util/fake_engine.ts";
 
 /** A channel no client ever connects to; closing it ends `accept()`. */
 class SilentTransport implements Transport {
@@ -38,26 +38,26 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
   }
 }
 
-Deno.test("a watchdog the agent started leaves when the agent never connects", async () => {
+/** A watchdog on a channel no client connects to, waiting 50 ms for its first client. */
+function silentWatchdog(guest: FakeGuest, persistent: boolean) {
   const transport = new SilentTransport();
   const stop = new AbortController();
-  const running = runWatchdog(fakeEngine(fakeGuest([])), transport, {
-    persistent: false,
+  const running = runWatchdog(fakeEngine(guest), transport, {
+    persistent,
     firstClientWaitMs: 50,
     signal: stop.signal,
   });
+  return { transport, stop, running };
+}
+
+Deno.test("a watchdog the agent started leaves when the agent never connects", async () => {
+  const { transport, running } = silentWatchdog(fakeGuest([]), false);
   assert.equal(await settlesWithin(running, 10_000), true);
   assert.equal(transport.closed, true);
 });
 
 Deno.test("systemd's watchdog stays without a client", async () => {
-  const transport = new SilentTransport();
-  const stop = new AbortController();
-  const running = runWatchdog(fakeEngine(fakeGuest([])), transport, {
-    persistent: true,
-    firstClientWaitMs: 50,
-    signal: stop.signal,
-  });
+  const { stop, running } = silentWatchdog(fakeGuest([]), true);
   assert.equal(await settlesWithin(running, 500), false);
   stop.abort();
   await running;
@@ -76,13 +76,7 @@ Deno.test("a watchdog holding a recorded cycle's deadline stays without a client
     mounts: ["/srv"],
   };
   guest.store.state = state;
-  const transport = new SilentTransport();
-  const stop = new AbortController();
-  const running = runWatchdog(fakeEngine(guest), transport, {
-    persistent: false,
-    firstClientWaitMs: 50,
-    signal: stop.signal,
-  });
+  const { stop, running } = silentWatchdog(guest, false);
   assert.equal(await settlesWithin(running, 500), false);
   stop.abort();
   await running;
