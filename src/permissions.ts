@@ -14,6 +14,7 @@
 import { type Config, writesPidfile } from "./config/mod.ts";
 import { SHUTDOWN_PROGRAM } from "./commands/system/shutdown.ts";
 import { LIBC_CANDIDATES } from "./linux/libc.ts";
+import { SETSID_PROGRAM } from "./linux/process.ts";
 import { findTransportMethod } from "./transport/methods.ts";
 import { unixSocketTempPath } from "./transport/socket.ts";
 import { statePaths } from "./fsfreeze/mod.ts";
@@ -100,6 +101,7 @@ export function permissionSet(config: Config, options: PermissionOptions): Permi
   if (config.fsfreezeHook !== undefined) {
     read.add(config.fsfreezeHook); // stat() for the ownership check
     run.add(config.fsfreezeHook);
+    run.add(SETSID_PROGRAM); // starts the hook in its own session (src/fsfreeze/hook.ts)
   }
   if (config.logfile !== undefined) write.add(config.logfile);
   if (writesPidfile(config)) write.add(config.pidfile);

@@ -53,7 +53,11 @@ Deno.test("missingPermissions() names what the set adds beyond the granted flags
   assert.deepEqual(await missing([...base, "-m", "vsock-listen", "-p", "3:1234"], base), [
     "net vsock:3:1234",
   ]);
-  assert.deepEqual(await missing([...base, "-F/etc/h"], base), ["read /etc/h", "run /etc/h"]);
+  assert.deepEqual(await missing([...base, "-F/etc/h"], base), [
+    "read /etc/h",
+    "run /etc/h",
+    "run /usr/bin/setsid",
+  ]);
   // A binary built without the delegate does not silently lack it: the agent refuses to start.
   const delegate = "--delegate-socket=/run/agent_test_delegate/qga.sock";
   assert.deepEqual(await missing([...base, delegate], base), [

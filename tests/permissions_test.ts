@@ -46,7 +46,12 @@ Deno.test("permissionSet() derives read/write/run/net from the configuration", (
   for (const path of ["/run/st", "/var/log/a.log", "/run/q.sock"]) {
     assert.ok(set.write.includes(path), `write ${path}`);
   }
-  assert.deepEqual(set.run, ["/usr/sbin/fsfreeze-agent", "/sbin/shutdown", "/etc/h"]);
+  assert.deepEqual(set.run, [
+    "/usr/sbin/fsfreeze-agent",
+    "/sbin/shutdown",
+    "/etc/h",
+    "/usr/bin/setsid",
+  ]);
   assert.deepEqual(set.net, [
     "unix:/run/q.sock",
     "unix:/run/q.sock.new",

@@ -13,8 +13,10 @@
  * @module
  */
 
-import { getuid, kill, Signal } from "../linux/process.ts";
+import { getuid, kill, SETSID_PROGRAM, Signal } from "../linux/process.ts";
 import { Errno, errnoNumber, strerror, SyscallError } from "../linux/errno.ts";
+import { stat } from "../linux/files.ts";
+import { fileType } from "../linux/structs.ts";
 
 /** The argument a hook receives. */
 export type HookPhase = "freeze" | "thaw";
@@ -129,7 +131,7 @@ export async function runHook(
   phase: HookPhase,
   options: RunHookOptions,
 ): Promise<HookResult> {
-  const refused = checkHookFile(path);
+  const refused = checkHookFile(path) ?? interpreterFailure(path);
   if (refused !== undefined) throw new HookError(path, refused);
   if (options.signal?.aborted) throw new HookError(path, "not started: the run was cancelled");
 
@@ -207,6 +209,43 @@ function isExecutableBy(mode: number, owner: number, uid: number): boolean {
   return (mode & 0o011) !== 0;
 }
 
+/**
+ * Why exec would fail on the `#!` interpreter of a script hook (the kernel's errno), found before
+ * the spawn: {@link SETSID_PROGRAM} would only report it as its own exit status.
+ */
+function interpreterFailure(path: string): string | undefined {
+  const interpreter = shebangInterpreter(path);
+  if (interpreter === undefined) return undefined;
+  let info;
+  try {
+    info = stat(interpreter); // libc's: the interpreter is outside the agent's read permissions
+  } catch (err) {
+    if (err instanceof SyscallError) return `failed to exec '${path}': ${strerror(err.errno)}`;
+    throw err;
+  }
+  if (fileType(info.mode) !== "file" || !isExecutableBy(info.mode & 0o7777, info.uid, getuid())) {
+    return `failed to exec '${path}': ${strerror(Errno.EACCES)}`;
+  }
+  return undefined;
+}
+
+/** The interpreter a `#!` line names (the kernel reads at most 256 bytes of it), if any. */
+function shebangInterpreter(path: string): string | undefined {
+  const head = new Uint8Array(256);
+  let count: number | null;
+  try {
+    using file = Deno.openSync(path);
+    count = file.readSync(head);
+  } catch {
+    return undefined; // exec will say why
+  }
+  const text = new TextDecoder().decode(head.subarray(0, count ?? 0));
+  if (!text.startsWith("#!")) return undefined;
+  const line = text.slice(2).split("\n", 1)[0] ?? "";
+  const interpreter = line.trim().split(/[ \t]/, 1)[0] ?? "";
+  return interpreter === "" ? undefined : interpreter;
+}
+
 /** `failed to exec '<hook>': <strerror>`, the text qemu-ga's child `perror()`s. */
 function execFailureReason(path: string, err: unknown): string {
   return `failed to exec '${path}': ${osErrorText(err)}`;
@@ -224,25 +263,60 @@ function osErrorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * Starts the hook in a session of its own through {@link SETSID_PROGRAM}: Deno's own `detached`
+ * spawn forks the whole agent (its page tables, then copy-on-write faults that slow the FIFREEZEs
+ * right after), while setsid(1) is spawned the light way and execs the hook in its own process, so
+ * the hook's pid is still its process group's id (docs/design.md #41). Without setsid(1), Deno's
+ * way.
+ */
 function spawnHook(
   path: string,
   phase: HookPhase,
   env: Record<string, string> | undefined,
 ): Deno.ChildProcess {
   try {
-    // detached: setsid(), so the hook and its children form one group we can signal as a whole.
-    return new Deno.Command(path, {
-      args: [phase],
-      cwd: "/",
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      detached: true,
-      ...(env ? { env } : {}),
-    }).spawn();
+    return viaSetsid(path, phase, env) ?? hookCommand(path, [phase], env, true).spawn();
   } catch (err) {
     throw new HookError(path, execFailureReason(path, err), { cause: err });
   }
+}
+
+/** The hook spawned through {@link SETSID_PROGRAM}, or `undefined` where that is not there. */
+function viaSetsid(
+  path: string,
+  phase: HookPhase,
+  env: Record<string, string> | undefined,
+): Deno.ChildProcess | undefined {
+  if (setsidUsable === false) return undefined;
+  try {
+    const child = hookCommand(SETSID_PROGRAM, ["--", path, phase], env, false).spawn();
+    setsidUsable = true;
+    return child;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotCapable)) throw err;
+    setsidUsable = false; // no setsid here, or not in the permission set: Deno's own way
+    return undefined;
+  }
+}
+
+let setsidUsable: boolean | undefined;
+
+function hookCommand(
+  program: string,
+  args: string[],
+  env: Record<string, string> | undefined,
+  detached: boolean,
+): Deno.Command {
+  return new Deno.Command(program, {
+    args,
+    cwd: "/",
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    detached,
+    ...(env ? { env } : {}),
+  });
 }
 
 /** Sends `signal` to process group `pgid`; a group that is already gone is fine. */

@@ -6,6 +6,12 @@
 
 import { errnoError, libc } from "./_libc.ts";
 
+/**
+ * util-linux's (busybox's too) setsid(1): run from a child that is not a process group leader, it
+ * calls setsid() and execs its arguments in the same process.
+ */
+export const SETSID_PROGRAM = "/usr/bin/setsid";
+
 /** Signal numbers (identical on x86_64 and aarch64 Linux). */
 export const Signal = { SIGKILL: 9, SIGTERM: 15 } as const;
 

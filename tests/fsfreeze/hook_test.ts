@@ -148,6 +148,21 @@ Deno.test("runHook() passes the phase, cwd / and both output streams when the ho
   assert.ok(liveGroupMembers(result.pid).length === 0);
 });
 
+Deno.test("runHook() runs the hook as the leader of a session and process group of its own", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/ids.sh`;
+  // Fields 1, 5 and 6 of /proc/<pid>/stat: pid, process group, session (comm is "(ids.sh)").
+  await Deno.writeTextFile(path, '#!/bin/sh\nread -r stat < /proc/$$/stat\necho "$stat"\n');
+  await Deno.chmod(path, 0o755);
+  const result = await runHook(path, "freeze", { timeoutMs: 5000 });
+  assert.ok(hookSucceeded(result), result.output);
+  const [pid, , , , pgrp, session] = result.output.trim().split(" ").map(Number);
+  assert.equal(pid, result.pid, "the hook itself is the process the agent started");
+  assert.equal(pgrp, result.pid);
+  assert.equal(session, result.pid);
+  assert.notEqual(session, Deno.pid);
+});
+
 Deno.test("runHook() adds options.env to the inherited environment when given", async () => {
   const result = await runHook(hook("ok.sh"), "thaw", {
     timeoutMs: 5000,
@@ -262,6 +277,18 @@ Deno.test("runHook() throws HookError with the exec errno when the spawn itself 
   assert.equal(checkHookFile(path), undefined);
   const err = await startFailure(path);
   assert.equal(err.reason, `failed to exec '${path}': No such file or directory`);
+});
+
+Deno.test("runHook() throws HookError with exec's text when the interpreter cannot run", async () => {
+  await using dir = await tempDir();
+  const interpreter = `${dir.path}/not_executable`;
+  await Deno.writeTextFile(interpreter, "");
+  await Deno.chmod(interpreter, 0o644);
+  const path = `${dir.path}/script`;
+  await Deno.writeTextFile(path, `#!${interpreter} -e\n`);
+  await Deno.chmod(path, 0o755);
+  const err = await startFailure(path);
+  assert.equal(err.reason, `failed to exec '${path}': Permission denied`);
 });
 
 Deno.test("checkHookFile() accepts a root-owned 0755 and an owner-only 0700 hook", async () => {

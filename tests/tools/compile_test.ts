@@ -135,7 +135,15 @@ Deno.test("compile --print-flags derives every permission list from a site confi
           sock,
           `${sock}.new`,
         ]],
-        ["--allow-run", [DEFAULT_INSTALL_PATH, "/sbin/shutdown", "/usr/local/libexec/site-hook"]],
+        [
+          "--allow-run",
+          [
+            DEFAULT_INSTALL_PATH,
+            "/sbin/shutdown",
+            "/usr/local/libexec/site-hook",
+            "/usr/bin/setsid",
+          ],
+        ],
         ["--allow-ffi", [...LIBC_CANDIDATES]],
         ["--allow-env", ["QGA_CONF", "LISTEN_FDS", "LISTEN_PID"]],
         ["--allow-sys", ["hostname", "networkInterfaces", "uid"]],
@@ -170,6 +178,7 @@ Deno.test("compile --print-flags gives the serial unit read on / and its port by
     "/usr/sbin/fsfreeze-agent",
     "/sbin/shutdown",
     "/etc/qemu/fsfreeze-hook",
+    "/usr/bin/setsid",
   ]);
   // Only the thaw watchdog's socket in the state dir.
   assert.deepEqual(flags.get("--allow-net"), [
