@@ -62,10 +62,17 @@ export class LazyFreezeService implements FreezeService {
 
   /**
    * The engine, loaded on the first call. Under `deno run` a module load may write Deno's cache,
-   * so it happens before anything is frozen, never while.
+   * so it happens before anything is frozen, never while. A load that failed is tried again by
+   * the next call (a module or libc that was missing may be there now).
    */
   load(): Promise<FreezeEngineService> {
-    this.#loading ??= this.#create().then((service) => this.#service = service);
+    this.#loading ??= this.#create().then(
+      (service) => this.#service = service,
+      (err) => {
+        this.#loading = undefined;
+        throw err;
+      },
+    );
     return this.#loading;
   }
 
@@ -101,7 +108,6 @@ export class LazyFreezeService implements FreezeService {
    */
   preload(): void {
     this.load().catch((err) => {
-      this.#loading = undefined;
       this.#options.log.warn("cannot load the freeze engine", { error: errorMessage(err) });
     });
   }
