@@ -90,6 +90,7 @@ export class LazyFreezeService implements FreezeService {
       socketPath: this.#store.paths.watchdogSocket,
       start: () => this.#options.startWatchdog(),
       clock: systemClock,
+      log: this.#options.log,
     });
     this.#watchdog = link;
     const watchdog: Arming | undefined = this.#config.fsfreezeTimeout > 0 ? link : undefined;

@@ -8,8 +8,10 @@
  * and no cycle is in force). The agent arms it before the first FIFREEZE of every cycle over the
  * socket in the state directory: one line `{"arm":"<cycle>"}`, answered `{"armed":"<cycle>",
  * "deadline":<ms>}` once the watchdog has read that cycle from the state file — the state file
- * stays the one record of the cycle. At start-up it arms itself for a cycle already recorded.
- * While armed it looks at the state file once a second; it never writes while anything is frozen.
+ * stays the one record of the cycle. The agent does not wait for the answer (#42), so it may have
+ * gone by the time the line is read: the cycle is held all the same. At start-up it arms itself for
+ * a cycle already recorded. While armed it looks at the state file once a second; it never writes
+ * while anything is frozen.
  *
  * @module
  */
@@ -50,6 +52,16 @@ export type WatchdogReply = { armed: string; deadline: number } | { error: strin
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+/** Writes `reply`; false when the client has gone. */
+async function answered(connection: Connection, reply: WatchdogReply): Promise<boolean> {
+  try {
+    await connection.write(encoder.encode(JSON.stringify(reply) + "\n"));
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Serves `transport` until stopped (or, when not persistent, until nobody needs it). */
 export async function runWatchdog(
@@ -116,7 +128,8 @@ class Watchdog {
         const line = pending.slice(0, newline);
         pending = pending.slice(newline + 1);
         const reply = this.#answer(line);
-        await connection.write(encoder.encode(JSON.stringify(reply) + "\n"));
+        // The agent does not wait for the answer: it may have died since it armed (kept armed).
+        if (!await answered(connection, reply)) return;
       }
       if (pending.length > 4096) return; // not our client
     }

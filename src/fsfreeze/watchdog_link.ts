@@ -1,12 +1,19 @@
 /**
  * The agent's side of the watchdog (watchdog.ts): one connection to it over the socket in the
  * state directory, made at the first freeze and kept; if nothing listens there (no systemd unit
- * provides one), the agent starts a watchdog of its own, once. Arming a cycle is one request and
- * its answer, before the first FIFREEZE.
+ * provides one), the agent starts a watchdog of its own, once.
+ *
+ * Arming a cycle is one line written before the first FIFREEZE; the freeze does not wait for the
+ * answer (docs/design.md #42). Once the write returned, the line is in the watchdog's socket: the
+ * kernel hands it over even if the agent dies the next moment, and the watchdog takes the deadline
+ * from the state file, written before, so when it reads the line does not move the deadline. A
+ * watchdog that has gone fails the write (EPIPE), and the agent arms a fresh one before anything
+ * freezes. The answers are read in the background and checked: a refusal is logged.
  *
  * @module
  */
 
+import type { Logger } from "../log.ts";
 import type { Clock } from "./engine.ts";
 import type { Arming } from "./freeze_cycle.ts";
 import type { FrozenState } from "./state.ts";
@@ -14,8 +21,6 @@ import type { WatchdogReply } from "./watchdog.ts";
 
 /** How long a new watchdog may take to listen (a slow guest starts programs slowly). */
 const START_WAIT_MS = 60_000;
-/** How long an armed watchdog may take to answer. */
-const ANSWER_WAIT_MS = 30_000;
 const RETRY_MS = 20;
 
 const encoder = new TextEncoder();
@@ -27,6 +32,7 @@ export interface LinkOptions {
   /** Starts a watchdog that will listen on `socketPath` (the agent's own copy). */
   start(): void;
   clock: Clock;
+  log: Logger;
 }
 
 /** The agent's connection to its watchdog. */
@@ -34,50 +40,45 @@ export class WatchdogLink implements Arming {
   readonly #options: LinkOptions;
   #conn: Deno.UnixConn | undefined;
   #connecting: Promise<Deno.UnixConn> | undefined;
-  #buffer = "";
+  /** Cycles armed on the current connection whose answers have not been read yet. */
+  #unanswered: string[] = [];
 
   constructor(options: LinkOptions) {
     this.#options = options;
   }
 
   /**
-   * Arms the watchdog for `state`'s cycle (recorded in the state file already).
-   * @throws {Error} when no watchdog could be reached or it refused
+   * Arms the watchdog for `state`'s cycle (recorded in the state file already): resolves once
+   * the request is in the watchdog's socket.
+   * @throws {Error} when no watchdog could be reached
    */
   async arm(state: FrozenState): Promise<void> {
-    let reply: WatchdogReply;
+    const line = encoder.encode(JSON.stringify({ arm: state.cycle }) + "\n");
     try {
-      reply = await this.#request({ arm: state.cycle });
+      await this.#send(line, state.cycle);
     } catch {
       // The connection broke (the watchdog restarted): once more on a fresh one.
       this.close();
       try {
-        reply = await this.#request({ arm: state.cycle });
+        await this.#send(line, state.cycle);
       } catch (err) {
         this.close();
         throw err;
       }
     }
-    if ("error" in reply) throw new Error(`the watchdog refused: ${reply.error}`);
-    if (reply.armed !== state.cycle) throw new Error(`the watchdog armed ${reply.armed}`);
   }
 
   /** Drops the connection (a watchdog the agent started then exits when idle). */
   close(): void {
     if (this.#conn !== undefined) closeQuietly(this.#conn);
     this.#conn = undefined;
-    this.#buffer = "";
+    this.#unanswered = [];
   }
 
-  async #request(request: { arm: string }): Promise<WatchdogReply> {
+  async #send(line: Uint8Array, cycle: string): Promise<void> {
     const conn = await this.#connection();
-    // The answer is awaited while the request is written: no turn of the event loop in between.
-    // A failed write closes the connection, which ends the read.
-    const writing = writeAll(conn, encoder.encode(JSON.stringify(request) + "\n"));
-    writing.catch(() => closeQuietly(conn));
-    const line = await this.#readLine(conn);
-    await writing;
-    return JSON.parse(line) as WatchdogReply;
+    await writeAll(conn, line);
+    this.#unanswered.push(cycle);
   }
 
   /** The kept connection, or the one being made (one at a time: one watchdog is started). */
@@ -100,25 +101,40 @@ export class WatchdogLink implements Arming {
       }
     }
     this.#conn = conn;
+    this.#unanswered = [];
+    conn.unref(); // the answers alone never keep the agent running
+    this.#readAnswers(conn).catch(() => {}); // ends when the connection does
     return conn;
   }
 
-  async #readLine(conn: Deno.UnixConn): Promise<string> {
-    const until = this.#options.clock.now() + ANSWER_WAIT_MS;
+  /** Reads the answers of `conn` until it closes; a closed connection is replaced at the next arm. */
+  async #readAnswers(conn: Deno.UnixConn): Promise<void> {
     const chunk = new Uint8Array(4096);
+    let pending = "";
     for (;;) {
-      const newline = this.#buffer.indexOf("\n");
-      if (newline !== -1) {
-        const line = this.#buffer.slice(0, newline);
-        this.#buffer = this.#buffer.slice(newline + 1);
-        return line;
+      const count = await conn.read(chunk);
+      if (count === null) break;
+      pending += decoder.decode(chunk.subarray(0, count), { stream: true });
+      for (let newline = pending.indexOf("\n"); newline !== -1; newline = pending.indexOf("\n")) {
+        if (conn === this.#conn) this.#answered(pending.slice(0, newline));
+        pending = pending.slice(newline + 1);
       }
-      const remaining = until - this.#options.clock.now();
-      if (remaining <= 0) throw new Error("the watchdog did not answer");
-      const count = await readWithin(conn, chunk, remaining);
-      if (count === null) throw new Error("the watchdog closed the connection");
-      this.#buffer += decoder.decode(chunk.subarray(0, count), { stream: true });
     }
+    if (conn === this.#conn) this.close();
+  }
+
+  #answered(line: string): void {
+    const cycle = this.#unanswered.shift();
+    let reply: WatchdogReply | undefined;
+    try {
+      reply = JSON.parse(line) as WatchdogReply;
+    } catch {
+      reply = undefined;
+    }
+    if (reply !== undefined && "armed" in reply && reply.armed === cycle) return;
+    const answer = reply !== undefined && "error" in reply ? reply.error : line;
+    // The agent's own deadline timer still holds the cycle (service.ts).
+    this.#options.log.error("the thaw watchdog did not arm the cycle", { cycle, answer });
   }
 }
 
@@ -143,23 +159,5 @@ async function tryConnect(path: string): Promise<Deno.UnixConn | undefined> {
       return undefined;
     }
     throw err;
-  }
-}
-
-async function readWithin(
-  conn: Deno.UnixConn,
-  buffer: Uint8Array,
-  ms: number,
-): Promise<number | null> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<"timeout">((resolve) => timer = setTimeout(resolve, ms, "timeout"));
-  const reading = conn.read(buffer);
-  reading.catch(() => {}); // a read left behind by the timeout ends when the connection closes
-  try {
-    const result = await Promise.race([reading, timeout]);
-    if (result === "timeout") throw new Error("the watchdog did not answer");
-    return result;
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -103,6 +103,54 @@ Deno.test("agent SIGKILLed while frozen and not restarted: the watchdog thaws by
   assert.equal(report.thaw?.by, "timeout");
 });
 
+/** The watchdog `agentPid` started (its child running `watchdog`). */
+function watchdogOf(agentPid: number): number {
+  for (const entry of Deno.readDirSync("/proc")) {
+    const pid = Number(entry.name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+      if (ppid === agentPid && argv.includes("watchdog")) return pid;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error(`agent ${agentPid} has no watchdog child`);
+}
+
+Deno.test("a watchdog that reads its arming late holds the deadline: the freeze does not wait, the agent may die first", async () => {
+  await using fs = await createLoopMounts(1, { watchdogSeconds: 40 });
+  const hook = await recordingHook(fs.dir);
+  await using agent = await spawnAgent({
+    scope: fs.mounts,
+    hook: hook.path,
+    args: ["--fsfreeze-timeout=4"],
+  });
+  // The first cycle starts the agent's watchdog.
+  assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
+  assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 1);
+  const watchdog = watchdogOf(agent.pid);
+  const frozenAt = performance.now();
+  Deno.kill(watchdog, "SIGSTOP");
+  try {
+    // Stopped, the watchdog reads nothing: the arming waits in its socket.
+    assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
+    await agent.stop("SIGKILL");
+  } finally {
+    Deno.kill(watchdog, "SIGCONT");
+  }
+  const thawedAfter = await writeCompletes(fs.mounts[0]!, frozenAt, 30_000);
+  assert.ok(thawedAfter > 3500, `not thawed early (${thawedAfter} ms)`);
+  await delay(300);
+  assert.deepEqual(await hook.calls(), ["freeze", "thaw", "freeze", "thaw"]);
+  const report = JSON.parse(
+    await Deno.readTextFile(`${agent.statedir}/fsfreeze-agent.report.json`),
+  ) as Report;
+  assert.equal(report.thaw?.by, "timeout");
+});
+
 Deno.test("SIGKILL, restart before the deadline: frozen, deadline kept, host thaw works, watchdog idle", async () => {
   await using fs = await createLoopMounts(1, { watchdogSeconds: 40 });
   const hook = await recordingHook(fs.dir);

@@ -1,0 +1,184 @@
+/**
+ * Tests for src/fsfreeze/watchdog_link.ts over real unix sockets, with a scripted server in place
+ * of the watchdog: an arming is sent, not waited for; a gone watchdog is replaced before the arm
+ * returns; answers are checked in the background.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { systemClock } from "../../src/fsfreeze/mechanism.ts";
+import type { FrozenState } from "../../src/fsfreeze/state.ts";
+import { WatchdogLink } from "../../src/fsfreeze/watchdog_link.ts";
+import { FakeLog } from "../_util/fake_engine.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function cycle(id: string): FrozenState {
+  return {
+    version: 1,
+    cycle: id,
+    agentPid: Deno.pid,
+    startedAt: 0,
+    deadline: 1,
+    hook: null,
+    mounts: [],
+  };
+}
+
+/** A scripted watchdog: collects the lines of each connection, answers with `answer`. */
+class FakeWatchdog implements AsyncDisposable {
+  readonly lines: string[] = [];
+  readonly #listener: Deno.UnixListener;
+  readonly #conns: Deno.UnixConn[] = [];
+  readonly #serving: Promise<void>;
+
+  constructor(path: string, answer: (line: string) => string | undefined) {
+    this.#listener = Deno.listen({ transport: "unix", path });
+    this.#serving = this.#serve(answer);
+  }
+
+  async #serve(answer: (line: string) => string | undefined): Promise<void> {
+    const connections: Promise<void>[] = [];
+    try {
+      for await (const conn of this.#listener) {
+        this.#conns.push(conn);
+        connections.push(this.#connection(conn, answer).catch(() => {}));
+      }
+    } catch {
+      // closed
+    }
+    await Promise.all(connections);
+  }
+
+  async #connection(conn: Deno.UnixConn, answer: (line: string) => string | undefined) {
+    let pending = "";
+    const chunk = new Uint8Array(1024);
+    for (let n = await conn.read(chunk); n !== null; n = await conn.read(chunk)) {
+      pending += decoder.decode(chunk.subarray(0, n), { stream: true });
+      for (let i = pending.indexOf("\n"); i !== -1; i = pending.indexOf("\n")) {
+        const line = pending.slice(0, i);
+        pending = pending.slice(i + 1);
+        this.lines.push(line);
+        const reply = answer(line);
+        if (reply !== undefined) await conn.write(encoder.encode(reply + "\n"));
+      }
+    }
+  }
+
+  /** Waits until `count` lines arrived. */
+  async received(count: number): Promise<string[]> {
+    for (let i = 0; i < 500 && this.lines.length < count; i++) await delay(10);
+    return this.lines;
+  }
+
+  /** Ends every connection and stops listening. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.#listener.close();
+    } catch {
+      // closed
+    }
+    for (const conn of this.#conns) {
+      try {
+        conn.close();
+      } catch {
+        // closed
+      }
+    }
+    await this.#serving;
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "agent_test_" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
+
+function armed(line: string): string {
+  const { arm } = JSON.parse(line) as { arm: string };
+  return JSON.stringify({ armed: arm, deadline: 1 });
+}
+
+Deno.test("WatchdogLink.arm() returns once the line is sent, before any answer", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/watchdog.sock`;
+  await using silent = new FakeWatchdog(path, () => undefined);
+  const log = new FakeLog();
+  const link = new WatchdogLink({ socketPath: path, start: () => {}, clock: systemClock, log });
+  try {
+    await link.arm(cycle("c1"));
+    await link.arm(cycle("c2"));
+    assert.deepEqual(await silent.received(2), ['{"arm":"c1"}', '{"arm":"c2"}']);
+    assert.deepEqual(log.lines, []);
+  } finally {
+    link.close();
+  }
+});
+
+Deno.test("WatchdogLink logs a watchdog that refused to arm, and not one that armed", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/watchdog.sock`;
+  await using watchdog = new FakeWatchdog(
+    path,
+    (line) => line.includes("bad") ? JSON.stringify({ error: "not recorded" }) : armed(line),
+  );
+  const log = new FakeLog();
+  const link = new WatchdogLink({ socketPath: path, start: () => {}, clock: systemClock, log });
+  try {
+    await link.arm(cycle("good"));
+    await link.arm(cycle("bad"));
+    await link.arm(cycle("good-again"));
+    await watchdog.received(3);
+    for (let i = 0; i < 200 && log.lines.length === 0; i++) await delay(10);
+    await delay(50);
+    assert.deepEqual(log.lines, ["error the thaw watchdog did not arm the cycle"]);
+  } finally {
+    link.close();
+  }
+});
+
+Deno.test("WatchdogLink arms a new watchdog when the one it was connected to has gone", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/watchdog.sock`;
+  const log = new FakeLog();
+  const link = new WatchdogLink({ socketPath: path, start: () => {}, clock: systemClock, log });
+  try {
+    const first = new FakeWatchdog(path, armed);
+    await link.arm(cycle("c1"));
+    assert.deepEqual(await first.received(1), ['{"arm":"c1"}']);
+    await first[Symbol.asyncDispose]();
+    await Deno.remove(path).catch(() => {}); // Deno removes it on close
+    await using second = new FakeWatchdog(path, armed);
+    await link.arm(cycle("c2"));
+    assert.deepEqual(await second.received(1), ['{"arm":"c2"}']);
+  } finally {
+    link.close();
+  }
+});
+
+Deno.test("WatchdogLink starts a watchdog when none listens, and arms it once it does", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/watchdog.sock`;
+  const log = new FakeLog();
+  let started = 0;
+  let watchdog: FakeWatchdog | undefined;
+  const start = (): void => {
+    started++;
+    setTimeout(() => watchdog = new FakeWatchdog(path, armed), 100);
+  };
+  const link = new WatchdogLink({ socketPath: path, start, clock: systemClock, log });
+  try {
+    await link.arm(cycle("c1"));
+    assert.equal(started, 1);
+    assert.deepEqual(await watchdog!.received(1), ['{"arm":"c1"}']);
+  } finally {
+    link.close();
+    await watchdog?.[Symbol.asyncDispose]();
+  }
+});
