@@ -103,12 +103,13 @@ export class LazyFreezeService implements FreezeService {
   }
 
   /**
-   * Loads the engine ahead of the first freeze, so that freeze does not pay for it. The watchdog
+   * Loads the engine ahead of the first freeze, and reads the mount table (kept until the kernel
+   * says it changed), so that freeze does not pay for either. The watchdog
    * is left alone: it costs a process, which an agent that is never asked to freeze does not
    * need. A failure is logged here and met again by the freeze that needs the engine.
    */
   preload(): void {
-    this.load().catch((err) => {
+    this.load().then((service) => service.readMountTable()).catch((err) => {
       this.#options.log.warn("cannot load the freeze engine", { error: errorMessage(err) });
     });
   }

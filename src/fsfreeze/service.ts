@@ -105,6 +105,18 @@ export class FreezeEngineService implements FreezeService {
   }
 
   /**
+   * Works out the mount selection now, off any freeze's path (the selector keeps it until the
+   * kernel flags the mount table changed). A failure is left for the freeze to report.
+   */
+  readMountTable(): void {
+    try {
+      this.#engine.mounts.select();
+    } catch {
+      // the freeze that needs the table reads it again and says why it cannot
+    }
+  }
+
+  /**
    * Start-up: a cycle left by a previous instance means frozen mode (as qemu-ga), keeping that
    * cycle's deadline: the watchdog is armed for it, or, if it has passed, the cycle ends now.
    * Nothing is written while the cycle stays in force (its filesystems may hold the state dir).

@@ -271,3 +271,27 @@ Deno.test("every way out of a cycle thaws in one order: the ordering's, holders 
     ["/data", "/other", "/img"],
   ]);
 });
+
+Deno.test("readMountTable() works out the selection ahead of a freeze, and a failure is the freeze's", async () => {
+  const guest = fakeGuest(["/a"]);
+  const log = new FakeLog();
+  const engine = fakeEngine(guest, {}, log);
+  const selections: (readonly string[] | undefined)[] = [];
+  let failing = true;
+  const select = engine.mounts.select;
+  engine.mounts = {
+    select: (requested) => {
+      selections.push(requested);
+      if (failing) throw new Error("mountinfo: unreadable");
+      return select(requested);
+    },
+  };
+  const service = new FreezeEngineService(engine, { log });
+  service.readMountTable();
+  assert.deepEqual(selections, [undefined], "the whole table, once");
+  await rejectsWith(service.freeze("guest-fsfreeze-freeze"), /^failed to list mounts: mountinfo/);
+  failing = false;
+  service.readMountTable();
+  assert.equal(await service.freeze("guest-fsfreeze-freeze"), 1);
+  assert.equal(await service.thaw("host"), 1);
+});
