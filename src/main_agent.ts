@@ -146,8 +146,13 @@ function checkFileAndDirectory(path: string, what: string): void {
  * program in its own process group, so a signal to the agent's group does not take it along. It
  * leaves by itself once the agent has gone and no cycle is in force.
  */
-function startOwnWatchdog(config: Config, argv: readonly string[], log: AgentLogger): void {
-  loadSelfExec().then(({ selfCommand }) => {
+async function startOwnWatchdog(
+  config: Config,
+  argv: readonly string[],
+  log: AgentLogger,
+): Promise<{ exited: Promise<unknown> }> {
+  try {
+    const { selfCommand } = await loadSelfExec();
     const { command, args } = selfCommand(config, ["watchdog", ...argv]);
     const child = new Deno.Command(command, {
       args,
@@ -157,7 +162,11 @@ function startOwnWatchdog(config: Config, argv: readonly string[], log: AgentLog
       detached: true,
     }).spawn();
     child.unref();
-  }).catch((err) => log.error("cannot start the thaw watchdog", { error: String(err) }));
+    return { exited: child.status };
+  } catch (err) {
+    log.error("cannot start the thaw watchdog", { error: String(err) });
+    throw err;
+  }
 }
 
 function loadSelfExec(): Promise<typeof import("./self_exec.ts")> {

@@ -18,8 +18,19 @@ import { type CycleLock, type FrozenState, newCycleId } from "./state.ts";
 
 /** The watchdog, as the freeze needs it: armed for a recorded cycle before anything freezes. */
 export interface Arming {
-  /** @throws {Error} when no watchdog could be armed */
-  arm(state: FrozenState): Promise<void>;
+  /**
+   * Arms a watchdog for `state`'s cycle (recorded already). Resolves once the cycle is held even
+   * if the agent dies the next moment: the arming is in a running watchdog's socket, or a watchdog
+   * has just been started, which takes the recorded cycle from the state file as it comes up.
+   * @throws {Error} when no watchdog could be reached or started
+   */
+  arm(state: FrozenState): Promise<Armed>;
+}
+
+/** An arming made. */
+export interface Armed {
+  /** Settles once a running watchdog holds the cycle; rejects if the one started never came up. */
+  confirmed: Promise<void>;
 }
 
 /** What a freeze does around the engine. */
@@ -138,7 +149,7 @@ async function runCycle(
 ): Promise<number> {
   const { engine } = ctx;
   const { state, report } = cycle;
-  await armWatchdog(ctx, state);
+  const armed = await armWatchdog(ctx, state);
 
   // The application stalls from the freeze hook's start (or the first FIFREEZE) until thaw.
   const hookStartedAt = performance.now();
@@ -177,6 +188,12 @@ async function runCycle(
     fail(report, error);
     return failWith(ctx, cycle, lock, "rollback", undefined, error);
   }
+  const unarmed = await armingFailure(armed);
+  if (unarmed !== undefined) {
+    const error = `cannot start the thaw watchdog: ${unarmed}`;
+    fail(report, error);
+    return failWith(ctx, cycle, lock, "rollback", undefined, error);
+  }
   if (deadlinePassed(engine, state)) {
     const error = "fsfreeze-timeout expired while the filesystems were being frozen";
     fail(report, error);
@@ -200,15 +217,31 @@ async function runCycle(
   return frozen.length;
 }
 
-async function armWatchdog(ctx: FreezeContext, state: FrozenState): Promise<void> {
-  if (state.deadline === null || ctx.watchdog === undefined) return;
+/**
+ * Arms the watchdog before anything runs; a watchdog that is still starting is waited for only
+ * before the reply (see {@link armingFailure}), while the hook and the FIFREEZEs run.
+ */
+async function armWatchdog(ctx: FreezeContext, state: FrozenState): Promise<Armed | undefined> {
+  if (state.deadline === null || ctx.watchdog === undefined) return undefined;
   try {
-    await ctx.watchdog.arm(state);
+    const armed = await ctx.watchdog.arm(state);
+    armed.confirmed.catch(() => {}); // read by armingFailure, or moot once the cycle failed
+    return armed;
   } catch (err) {
     ctx.engine.store.remove(); // nothing has run yet: no cycle to keep
     throw genericError(`cannot start the thaw watchdog: ${(err as Error).message}`, {
       cause: err,
     });
+  }
+}
+
+/** Why the watchdog started for this cycle never came up, if it did not. */
+async function armingFailure(armed: Armed | undefined): Promise<string | undefined> {
+  try {
+    await armed?.confirmed;
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
   }
 }
 

@@ -37,7 +37,7 @@ export interface AgentFreezeOptions {
   /** The log whose file output frozen mode holds. */
   log: HoldingLog & Logger;
   /** Starts the agent's own watchdog when no watchdog listens on its socket. */
-  startWatchdog(): void;
+  startWatchdog(): Promise<{ exited: Promise<unknown> }>;
   /** Frozen mode ended (deferred pidfile, log file). */
   onThawed(): void;
   /** Runs work once the reply in progress is written (the agent loop's AfterReply). */

@@ -138,7 +138,7 @@ export class FreezeEngineService implements FreezeService {
       await this.thaw("recovery");
     } else if (state.deadline !== null && this.#watchdog !== undefined) {
       try {
-        await this.#watchdog.arm(state);
+        await (await this.#watchdog.arm(state)).confirmed;
       } catch (err) {
         // The cycle stays recorded: the host's thaw, `fsfreeze-agent thaw`, or the agent's own
         // deadline timer ends it.

@@ -10,12 +10,17 @@
  * watchdog that has gone fails the write (EPIPE), and the agent arms a fresh one before anything
  * freezes. The answers are read in the background and checked: a refusal is logged.
  *
+ * A watchdog the agent has to start itself is not waited for before the FIFREEZEs (#44): once its
+ * process runs, it holds the recorded cycle as it comes up (it arms itself from the state file).
+ * The arming follows when it listens, and the freeze's reply waits for that: a watchdog that exits
+ * or never listens fails the freeze, which is then rolled back.
+ *
  * @module
  */
 
 import type { Logger } from "../log.ts";
 import type { Clock } from "./engine.ts";
-import type { Arming } from "./freeze_cycle.ts";
+import type { Armed, Arming } from "./freeze_cycle.ts";
 import type { FrozenState } from "./state.ts";
 import type { WatchdogReply } from "./watchdog.ts";
 
@@ -25,13 +30,19 @@ const START_WAIT_MS = 60_000;
 const RETRY_MS = 5;
 
 const encoder = new TextEncoder();
+/** An arming that a running watchdog's socket holds. */
+const CONFIRMED: Armed = { confirmed: Promise.resolve() };
 const decoder = new TextDecoder();
 
 /** What the link needs. */
 export interface LinkOptions {
   socketPath: string;
-  /** Starts a watchdog that will listen on `socketPath` (the agent's own copy). */
-  start(): void;
+  /**
+   * Starts a watchdog that will listen on `socketPath` (the agent's own copy): resolves once its
+   * process runs, with a promise that settles if that process exits.
+   * @throws {Error} when it cannot be started
+   */
+  start(): Promise<{ exited: Promise<unknown> }>;
   clock: Clock;
   log: Logger;
 }
@@ -40,7 +51,8 @@ export interface LinkOptions {
 export class WatchdogLink implements Arming {
   readonly #options: LinkOptions;
   #conn: Deno.UnixConn | undefined;
-  #connecting: Promise<Deno.UnixConn> | undefined;
+  /** A watchdog the agent started and is waiting for (one at a time). */
+  #starting: Promise<Deno.UnixConn> | undefined;
   /** Cycles armed on the current connection whose answers have not been read yet. */
   #unanswered: string[] = [];
 
@@ -50,23 +62,26 @@ export class WatchdogLink implements Arming {
 
   /**
    * Arms the watchdog for `state`'s cycle (recorded in the state file already): resolves once
-   * the request is in the watchdog's socket.
-   * @throws {Error} when no watchdog could be reached
+   * the request is in a listening watchdog's socket, or once a watchdog has been started (the
+   * request follows when it listens; it arms itself from the state file as it comes up).
+   * @throws {Error} when no watchdog could be reached or started
    */
-  async arm(state: FrozenState): Promise<void> {
+  async arm(state: FrozenState): Promise<Armed> {
     const line = encoder.encode(JSON.stringify({ arm: state.cycle }) + "\n");
-    try {
-      await this.#send(line, state.cycle);
-    } catch {
-      // The connection broke (the watchdog restarted): once more on a fresh one.
-      this.close();
+    if (this.#conn !== undefined) {
       try {
-        await this.#send(line, state.cycle);
-      } catch (err) {
-        this.close();
-        throw err;
+        await this.#send(this.#conn, line, state.cycle);
+        return CONFIRMED;
+      } catch {
+        this.close(); // the watchdog has gone (restarted, or left): reach or start another
       }
     }
+    const reached = await this.#reachOrStart();
+    if ("conn" in reached) {
+      await this.#send(reached.conn, line, state.cycle);
+      return CONFIRMED;
+    }
+    return { confirmed: reached.starting.then((conn) => this.#send(conn, line, state.cycle)) };
   }
 
   /** Drops the connection (a watchdog the agent started then exits when idle). */
@@ -76,31 +91,45 @@ export class WatchdogLink implements Arming {
     this.#unanswered = [];
   }
 
-  async #send(line: Uint8Array, cycle: string): Promise<void> {
-    const conn = await this.#connection();
-    await writeAll(conn, line);
+  async #send(conn: Deno.UnixConn, line: Uint8Array, cycle: string): Promise<void> {
+    try {
+      await writeAll(conn, line);
+    } catch (err) {
+      if (conn === this.#conn) this.close();
+      throw err;
+    }
     this.#unanswered.push(cycle);
   }
 
-  /** The kept connection, or the one being made (one at a time: one watchdog is started). */
-  #connection(): Promise<Deno.UnixConn> {
-    if (this.#conn !== undefined) return Promise.resolve(this.#conn);
-    this.#connecting ??= this.#connect().finally(() => this.#connecting = undefined);
-    return this.#connecting;
+  /** A listening watchdog, or one started now (or earlier) that is still coming up. */
+  async #reachOrStart(): Promise<{ conn: Deno.UnixConn } | { starting: Promise<Deno.UnixConn> }> {
+    if (this.#starting === undefined) {
+      const conn = await tryConnect(this.#options.socketPath);
+      if (conn !== undefined) return { conn: this.#adopt(conn) };
+      const { exited } = await this.#options.start();
+      this.#starting = this.#waitForListener(exited).finally(() => this.#starting = undefined);
+      this.#starting.catch(() => {}); // the arming that started it reports the failure
+    }
+    return { starting: this.#starting };
   }
 
-  async #connect(): Promise<Deno.UnixConn> {
+  async #waitForListener(exited: Promise<unknown>): Promise<Deno.UnixConn> {
     const { socketPath, clock } = this.#options;
-    let conn = await tryConnect(socketPath);
-    if (conn === undefined) {
-      this.#options.start();
-      const until = clock.now() + START_WAIT_MS;
-      while (conn === undefined) {
-        if (clock.now() > until) throw new Error(`no watchdog listens on ${socketPath}`);
-        await clock.sleep(RETRY_MS);
-        conn = await tryConnect(socketPath);
+    let gone = false;
+    exited.then(() => gone = true, () => gone = true);
+    const until = clock.now() + START_WAIT_MS;
+    for (;;) {
+      const conn = await tryConnect(socketPath);
+      if (conn !== undefined) return this.#adopt(conn);
+      if (gone) {
+        throw new Error(`the watchdog it started exited before it listened on ${socketPath}`);
       }
+      if (clock.now() > until) throw new Error(`no watchdog listens on ${socketPath}`);
+      await clock.sleep(RETRY_MS);
     }
+  }
+
+  #adopt(conn: Deno.UnixConn): Deno.UnixConn {
     this.#conn = conn;
     this.#unanswered = [];
     conn.unref(); // the answers alone never keep the agent running

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { type AgentProcess, delay, flagsForArgv, spawnAgent, withTimeout } from "../_util/agent.ts";
-import { createLoopMounts, startBlockedWrite } from "../_util/loopfs.ts";
+import { type BlockedWrite, createLoopMounts, startBlockedWrite } from "../_util/loopfs.ts";
 import { recordingHook } from "../_util/record_hook.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -103,6 +103,31 @@ Deno.test("agent SIGKILLed while frozen and not restarted: the watchdog thaws by
   assert.equal(report.thaw?.by, "timeout");
 });
 
+/** The watchdog `agentPid` started, once it has (polled), or a failure after `timeoutMs`. */
+async function watchdogStartedBy(agentPid: number, timeoutMs: number): Promise<number> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return watchdogOf(agentPid);
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      await delay(2);
+    }
+  }
+}
+
+/** Resolves once a write to `mount` blocks (it is frozen); each earlier probe simply wrote. */
+async function frozenNow(mount: string, timeoutMs: number): Promise<BlockedWrite> {
+  const until = Date.now() + timeoutMs;
+  for (let i = 0;; i++) {
+    const probe = startBlockedWrite(`${mount}/probe-${i}`);
+    if (await probe.waitUntilBlocked(timeoutMs)) return probe;
+    await probe.done;
+    if (Date.now() > until) throw new Error(`${mount} was not frozen within ${timeoutMs} ms`);
+    await delay(10);
+  }
+}
+
 /** The watchdog `agentPid` started (its child running `watchdog`). */
 function watchdogOf(agentPid: number): number {
   for (const entry of Deno.readDirSync("/proc")) {
@@ -145,6 +170,40 @@ Deno.test("a watchdog that reads its arming late holds the deadline: the freeze 
   assert.ok(thawedAfter > 3500, `not thawed early (${thawedAfter} ms)`);
   await delay(300);
   assert.deepEqual(await hook.calls(), ["freeze", "thaw", "freeze", "thaw"]);
+  const report = JSON.parse(
+    await Deno.readTextFile(`${agent.statedir}/fsfreeze-agent.report.json`),
+  ) as Report;
+  assert.equal(report.thaw?.by, "timeout");
+});
+
+Deno.test("the first freeze does not wait for the watchdog the agent starts: killed before it listened, the watchdog still thaws", async () => {
+  await using fs = await createLoopMounts(1, { watchdogSeconds: 40 });
+  const hook = await recordingHook(fs.dir);
+  await using agent = await spawnAgent({
+    scope: fs.mounts,
+    hook: hook.path,
+    args: ["--fsfreeze-timeout=4"],
+  });
+  using client = await agent.connect();
+  const frozenAt = performance.now();
+  const reply = client.request({ execute: "guest-fsfreeze-freeze" }, 60_000).catch(() => null);
+  // Stopped as soon as it exists, the new watchdog cannot listen: the agent cannot hand it the
+  // arming, and freezes all the same.
+  const watchdog = await watchdogStartedBy(agent.pid, 20_000);
+  Deno.kill(watchdog, "SIGSTOP");
+  try {
+    const probe = await frozenNow(fs.mounts[0]!, 20_000);
+    await agent.stop("SIGKILL");
+    await reply;
+    Deno.kill(watchdog, "SIGCONT");
+    await withTimeout(probe.done, 30_000, "the probe's write, after the watchdog's thaw");
+  } finally {
+    Deno.kill(watchdog, "SIGCONT");
+  }
+  const thawedAfter = performance.now() - frozenAt;
+  assert.ok(thawedAfter > 3500, `not thawed early (${thawedAfter} ms)`);
+  await delay(300);
+  assert.deepEqual(await hook.calls(), ["freeze", "thaw"]);
   const report = JSON.parse(
     await Deno.readTextFile(`${agent.statedir}/fsfreeze-agent.report.json`),
   ) as Report;

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { AgentError } from "../../src/errors.ts";
 import { endCycle } from "../../src/fsfreeze/end_cycle.ts";
-import type { Arming } from "../../src/fsfreeze/freeze_cycle.ts";
+import type { Armed, Arming } from "../../src/fsfreeze/freeze_cycle.ts";
 import { FreezeEngineService } from "../../src/fsfreeze/service.ts";
 import type { FrozenState } from "../../src/fsfreeze/state.ts";
 import { fakeEngine, type FakeGuest, fakeGuest, FakeLog } from "../_util/fake_engine.ts";
@@ -19,10 +19,12 @@ import { fakeEngine, type FakeGuest, fakeGuest, FakeLog } from "../_util/fake_en
 class FakeWatchdog implements Arming {
   readonly armed: string[] = [];
   refuse: string | undefined;
-  arm(state: FrozenState): Promise<void> {
+  /** The arming of a watchdog still starting: settles when the test says so. */
+  starting: Promise<void> | undefined;
+  arm(state: FrozenState): Promise<Armed> {
     if (this.refuse) return Promise.reject(new Error(this.refuse));
     this.armed.push(state.cycle);
-    return Promise.resolve();
+    return Promise.resolve({ confirmed: this.starting ?? Promise.resolve() });
   }
 }
 
@@ -294,4 +296,44 @@ Deno.test("readMountTable() works out the selection ahead of a freeze, and a fai
   service.readMountTable();
   assert.equal(await service.freeze("guest-fsfreeze-freeze"), 1);
   assert.equal(await service.thaw("host"), 1);
+});
+
+Deno.test("a watchdog still starting: the freeze goes on, the reply waits until it holds the cycle", async () => {
+  const guest = fakeGuest(["/a"]);
+  const watchdog = new FakeWatchdog();
+  let listen = (): void => {};
+  watchdog.starting = new Promise((resolve) => listen = resolve);
+  let frozeWhileStarting = false;
+  let replied = false;
+  guest.freezer.duringFreeze = () => frozeWhileStarting = !replied;
+  const service = agent(guest, { watchdog });
+  const freezing = service.freeze("guest-fsfreeze-freeze").then((count) => {
+    replied = true;
+    return count;
+  });
+  for (let i = 0; i < 10 && !frozeWhileStarting; i++) await new Promise((r) => setTimeout(r, 1));
+  assert.equal(frozeWhileStarting, true, "FIFREEZE did not wait for the watchdog to listen");
+  assert.equal(replied, false, "the reply waits for the watchdog");
+  listen();
+  assert.equal(await freezing, 1);
+  assert.equal(service.status(), "frozen");
+  assert.equal(await service.thaw("host"), 1);
+});
+
+Deno.test("a watchdog that never came up: the freeze is rolled back, the host hears why", async () => {
+  const guest = fakeGuest(["/a", "/b"]);
+  const watchdog = new FakeWatchdog();
+  watchdog.starting = Promise.reject(
+    new Error("the watchdog it started exited before it listened on /run/x"),
+  );
+  const service = agent(guest, { watchdog });
+  await rejectsWith(
+    service.freeze("guest-fsfreeze-freeze"),
+    /^cannot start the thaw watchdog: the watchdog it started exited before it listened on \/run\/x$/,
+  );
+  await service.settled();
+  assert.equal(service.status(), "thawed");
+  assert.equal(guest.store.state, undefined, "no cycle left recorded");
+  assert.deepEqual(guest.hooks.calls, ["freeze", "thaw"]);
+  assert.equal(guest.freezer.frozen.size, 0, "everything frozen was thawed");
 });

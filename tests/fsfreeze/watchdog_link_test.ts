@@ -100,6 +100,11 @@ async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
 
+/** For links that must find a watchdog listening: starting one fails the test. */
+function noStart(): Promise<{ exited: Promise<unknown> }> {
+  return Promise.reject(new Error("no watchdog should be started here"));
+}
+
 function armed(line: string): string {
   const { arm } = JSON.parse(line) as { arm: string };
   return JSON.stringify({ armed: arm, deadline: 1 });
@@ -110,7 +115,7 @@ Deno.test("WatchdogLink.arm() returns once the line is sent, before any answer",
   const path = `${dir.path}/watchdog.sock`;
   await using silent = new FakeWatchdog(path, () => undefined);
   const log = new FakeLog();
-  const link = new WatchdogLink({ socketPath: path, start: () => {}, clock: systemClock, log });
+  const link = new WatchdogLink({ socketPath: path, start: noStart, clock: systemClock, log });
   try {
     await link.arm(cycle("c1"));
     await link.arm(cycle("c2"));
@@ -129,7 +134,7 @@ Deno.test("WatchdogLink logs a watchdog that refused to arm, and not one that ar
     (line) => line.includes("bad") ? JSON.stringify({ error: "not recorded" }) : armed(line),
   );
   const log = new FakeLog();
-  const link = new WatchdogLink({ socketPath: path, start: () => {}, clock: systemClock, log });
+  const link = new WatchdogLink({ socketPath: path, start: noStart, clock: systemClock, log });
   try {
     await link.arm(cycle("good"));
     await link.arm(cycle("bad"));
@@ -147,7 +152,7 @@ Deno.test("WatchdogLink arms a new watchdog when the one it was connected to has
   await using dir = await tempDir();
   const path = `${dir.path}/watchdog.sock`;
   const log = new FakeLog();
-  const link = new WatchdogLink({ socketPath: path, start: () => {}, clock: systemClock, log });
+  const link = new WatchdogLink({ socketPath: path, start: noStart, clock: systemClock, log });
   try {
     const first = new FakeWatchdog(path, armed);
     await link.arm(cycle("c1"));
@@ -162,23 +167,60 @@ Deno.test("WatchdogLink arms a new watchdog when the one it was connected to has
   }
 });
 
-Deno.test("WatchdogLink starts a watchdog when none listens, and arms it once it does", async () => {
+Deno.test("WatchdogLink starts a watchdog when none listens: armed at once, confirmed once it listens", async () => {
   await using dir = await tempDir();
   const path = `${dir.path}/watchdog.sock`;
   const log = new FakeLog();
   let started = 0;
   let watchdog: FakeWatchdog | undefined;
-  const start = (): void => {
+  const start = (): Promise<{ exited: Promise<unknown> }> => {
     started++;
     setTimeout(() => watchdog = new FakeWatchdog(path, armed), 100);
+    return Promise.resolve({ exited: new Promise(() => {}) });
   };
   const link = new WatchdogLink({ socketPath: path, start, clock: systemClock, log });
   try {
-    await link.arm(cycle("c1"));
+    const { confirmed } = await link.arm(cycle("c1"));
     assert.equal(started, 1);
-    assert.deepEqual(await watchdog!.received(1), ['{"arm":"c1"}']);
+    assert.equal(watchdog, undefined, "armed before the watchdog listens");
+    const second = await link.arm(cycle("c2")); // still starting: the same watchdog
+    assert.equal(started, 1);
+    await confirmed;
+    await second.confirmed;
+    assert.deepEqual([...await watchdog!.received(2)].sort(), ['{"arm":"c1"}', '{"arm":"c2"}']);
   } finally {
     link.close();
     await watchdog?.[Symbol.asyncDispose]();
   }
+});
+
+Deno.test("WatchdogLink: a watchdog it started that exits before it listens fails the confirmation", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/watchdog.sock`;
+  const start = (): Promise<{ exited: Promise<unknown> }> =>
+    Promise.resolve({ exited: new Promise((resolve) => setTimeout(resolve, 50)) });
+  const link = new WatchdogLink({
+    socketPath: path,
+    start,
+    clock: systemClock,
+    log: new FakeLog(),
+  });
+  try {
+    const { confirmed } = await link.arm(cycle("c1"));
+    await assert.rejects(confirmed, /the watchdog it started exited before it listened/);
+  } finally {
+    link.close();
+  }
+});
+
+Deno.test("WatchdogLink.arm() fails when no watchdog can be started", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/watchdog.sock`;
+  const link = new WatchdogLink({
+    socketPath: path,
+    start: () => Promise.reject(new Error("spawn failed")),
+    clock: systemClock,
+    log: new FakeLog(),
+  });
+  await assert.rejects(link.arm(cycle("c1")), /spawn failed/);
 });
