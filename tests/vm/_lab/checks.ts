@@ -21,7 +21,7 @@ export interface HookCall {
 
 /** Every hook call recorded since boot, in order. */
 export async function hookCalls(guest: Guest): Promise<HookCall[]> {
-  const text = await guest.console.ok(`cat ${HOOK_LOG} 2>/dev/null || true`);
+  const text = await guest.console.ok(`cat ${HOOK_LOG} 2>/dev/null || true`, { readOnly: true });
   return text.split("\n").filter((line) => line.trim() !== "").map((line) => {
     const [action, at, pid] = line.trim().split(/\s+/);
     return { action: action as HookCall["action"], at: Number(at), pid: Number(pid) };

@@ -20,6 +20,8 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const CHUNK = 1000;
 const DEFAULT_TIMEOUT_MS = 60_000;
+/** How long the shell gets to settle after an interrupt. */
+const INTERRUPT_SETTLE_MS = 3000;
 
 /** What a console command produced. */
 export interface ConsoleResult {
@@ -32,6 +34,8 @@ export interface ConsoleResult {
 export interface ConsoleRunOptions {
   /** Give up waiting for the end marker after this long. @default 60000 */
   timeoutMs?: number;
+  /** The script only reads: a run whose end marker never came is asked once more. */
+  readOnly?: boolean;
 }
 
 /** Thrown when a command's end marker did not come in time (the shell may be blocked). */
@@ -55,9 +59,18 @@ export class GuestConsole {
 
   /** Runs `script` with bash in the guest; resolves with its stdout, stderr and status. */
   run(script: string, options: ConsoleRunOptions = {}): Promise<ConsoleResult> {
-    const next = this.#queue.then(() =>
-      this.#runNow(script, options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
-    );
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const next = this.#queue.then(async () => {
+      try {
+        return await this.#runNow(script, timeoutMs);
+      } catch (err) {
+        if (!(err instanceof ConsoleTimeout) || !options.readOnly) throw err;
+        // On a loaded host the serial line has garbled a command (its markers never came):
+        // clear the shell's input and ask once more; reading twice changes nothing.
+        await this.#interrupt();
+        return await this.#runNow(script, timeoutMs);
+      }
+    });
     this.#queue = next.catch(() => {});
     return next;
   }
@@ -88,6 +101,17 @@ export class GuestConsole {
       }
     }
     throw new Error(`the guest console did not answer within ${timeoutMs} ms: ${last}`);
+  }
+
+  /** Ctrl-C and a new line: the shell drops a half-received command and prompts again. */
+  async #interrupt(): Promise<void> {
+    const conn = await Deno.connect({ transport: "unix", path: this.socketPath });
+    try {
+      await writeAll(conn, encoder.encode("\x03\n"));
+      await new Promise((resolve) => setTimeout(resolve, INTERRUPT_SETTLE_MS));
+    } finally {
+      conn.close();
+    }
   }
 
   async #runNow(script: string, timeoutMs: number): Promise<ConsoleResult> {

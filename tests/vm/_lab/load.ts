@@ -50,7 +50,7 @@ export async function startLoad(guest: Guest): Promise<void> {
 
 /** The acknowledged INSERTs so far (complete lines only). */
 export async function acks(guest: Guest): Promise<Ack[]> {
-  const text = await guest.console.ok(`cat ${DIR}/acked`, { timeoutMs: 120_000 });
+  const text = await guest.console.ok(`cat ${DIR}/acked`, { timeoutMs: 120_000, readOnly: true });
   const lines = text.split("\n");
   return lines.map((line) => line.split("\t")).filter((parts) => parts.length === 2)
     .map(([id, at]) => ({ id: Number(id), at: Number(at) }))
@@ -64,7 +64,7 @@ export async function waitForAcks(
   timeoutMs = 120_000,
 ): Promise<number> {
   const reached = await poll(async () => {
-    const n = Number(await guest.console.ok(`wc -l <${DIR}/acked`));
+    const n = Number(await guest.console.ok(`wc -l <${DIR}/acked`, { readOnly: true }));
     if (n >= count) return { n };
     const exit = await guest.console.ok(`cat ${DIR}/exit 2>/dev/null || true`);
     return exit === "" ? undefined : { stopped: await loadErrors(guest) };
