@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { type AgentProcess, delay, flagsForArgv, spawnAgent, withTimeout } from "../_util/agent.ts";
 import { type BlockedWrite, createLoopMounts, startBlockedWrite } from "../_util/loopfs.ts";
-import { recordingHook } from "../_util/record_hook.ts";
+import { type RecordingHook, recordingHook } from "../_util/record_hook.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -29,6 +29,26 @@ interface Report {
 /** The agent's report of its last cycle. */
 async function cycleReport(agent: AgentProcess): Promise<Report> {
   return await returned(agent, "__io.github.fsfreeze-agent_guest-fsfreeze-report") as Report;
+}
+
+/**
+ * The watchdog ended the cycle at its deadline with the agent dead: not before `earliestMs`, the
+ * hook calls are `calls`, and the saved report says "timeout".
+ */
+async function assertWatchdogThawed(
+  agent: AgentProcess,
+  hook: RecordingHook,
+  thawedAfterMs: number,
+  earliestMs: number,
+  calls: string[],
+): Promise<void> {
+  assert.ok(thawedAfterMs > earliestMs, `not thawed early (${thawedAfterMs} ms)`);
+  await delay(300);
+  assert.deepEqual(await hook.calls(), calls);
+  const report = JSON.parse(
+    await Deno.readTextFile(`${agent.statedir}/fsfreeze-agent.report.json`),
+  ) as Report;
+  assert.equal(report.thaw?.by, "timeout");
 }
 
 /** Resolves with the time (ms since `since`) at which a write to `mount` completes. */
@@ -93,14 +113,8 @@ Deno.test("agent SIGKILLed while frozen and not restarted: the watchdog thaws by
   assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
   await agent.stop("SIGKILL");
   const thawedAfter = await writeCompletes(fs.mounts[0]!, frozenAt, 20_000);
-  assert.ok(thawedAfter > 2500, `not thawed early (${thawedAfter} ms)`);
-  await delay(300);
-  assert.deepEqual(await hook.calls(), ["freeze", "thaw"]);
+  await assertWatchdogThawed(agent, hook, thawedAfter, 2500, ["freeze", "thaw"]);
   assert.equal(await Deno.lstat(`${agent.statedir}/qga.state.isfrozen`).then(() => 1, () => 0), 0);
-  const report = JSON.parse(
-    await Deno.readTextFile(`${agent.statedir}/fsfreeze-agent.report.json`),
-  ) as Report;
-  assert.equal(report.thaw?.by, "timeout");
 });
 
 /** The watchdog `agentPid` started, once it has (polled), or a failure after `timeoutMs`. */
@@ -167,13 +181,7 @@ Deno.test("a watchdog that reads its arming late holds the deadline: the freeze 
     Deno.kill(watchdog, "SIGCONT");
   }
   const thawedAfter = await writeCompletes(fs.mounts[0]!, frozenAt, 30_000);
-  assert.ok(thawedAfter > 3500, `not thawed early (${thawedAfter} ms)`);
-  await delay(300);
-  assert.deepEqual(await hook.calls(), ["freeze", "thaw", "freeze", "thaw"]);
-  const report = JSON.parse(
-    await Deno.readTextFile(`${agent.statedir}/fsfreeze-agent.report.json`),
-  ) as Report;
-  assert.equal(report.thaw?.by, "timeout");
+  await assertWatchdogThawed(agent, hook, thawedAfter, 3500, ["freeze", "thaw", "freeze", "thaw"]);
 });
 
 Deno.test("the first freeze does not wait for the watchdog the agent starts: killed before it listened, the watchdog still thaws", async () => {
@@ -200,14 +208,7 @@ Deno.test("the first freeze does not wait for the watchdog the agent starts: kil
   } finally {
     Deno.kill(watchdog, "SIGCONT");
   }
-  const thawedAfter = performance.now() - frozenAt;
-  assert.ok(thawedAfter > 3500, `not thawed early (${thawedAfter} ms)`);
-  await delay(300);
-  assert.deepEqual(await hook.calls(), ["freeze", "thaw"]);
-  const report = JSON.parse(
-    await Deno.readTextFile(`${agent.statedir}/fsfreeze-agent.report.json`),
-  ) as Report;
-  assert.equal(report.thaw?.by, "timeout");
+  await assertWatchdogThawed(agent, hook, performance.now() - frozenAt, 3500, ["freeze", "thaw"]);
 });
 
 Deno.test("SIGKILL, restart before the deadline: frozen, deadline kept, host thaw works, watchdog idle", async () => {
