@@ -108,11 +108,28 @@ export class QemuGaProcess implements AsyncDisposable {
     return log.split("\n").filter((line) => line.includes("read data")).join("\n");
   }
 
+  /**
+   * SIGTERM, then SIGKILL if it has not exited within {@link TERM_GRACE_MS}: qemu-ga 7.2 can log
+   * "received signal num 15, quitting" and then never leave (seen once on a loaded machine, a
+   * client having gone at the same moment).
+   */
   async [Symbol.asyncDispose](): Promise<void> {
     this.signal("SIGCONT");
-    await this.kill("SIGTERM");
+    this.signal("SIGTERM");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<"late">((resolve) =>
+      timer = setTimeout(resolve, TERM_GRACE_MS, "late")
+    );
+    try {
+      if (await Promise.race([this.#child.status, grace]) === "late") await this.kill("SIGKILL");
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
+
+/** How long qemu-ga gets to leave after SIGTERM. */
+const TERM_GRACE_MS = 10_000;
 
 function spawn(dir: string, args: string[]): Deno.ChildProcess {
   return new Deno.Command(QEMU_GA, {
