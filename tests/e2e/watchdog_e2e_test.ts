@@ -130,17 +130,26 @@ async function watchdogStartedBy(agentPid: number, timeoutMs: number): Promise<n
   }
 }
 
-/** Resolves once a write to `mount` blocks (it is frozen); each earlier probe simply wrote. */
+/**
+ * Resolves once a write to `mount` stays blocked (it is frozen); each earlier probe wrote. A busy
+ * machine can hold a write in D state for a moment, so blocked once is not enough.
+ */
 async function frozenNow(mount: string, timeoutMs: number): Promise<BlockedWrite> {
   const until = Date.now() + timeoutMs;
   for (let i = 0;; i++) {
     const probe = startBlockedWrite(`${mount}/probe-${i}`);
-    if (await probe.waitUntilBlocked(timeoutMs)) return probe;
+    if (await probe.waitUntilBlocked(timeoutMs)) {
+      await delay(STILL_BLOCKED_MS);
+      if (!probe.finished() && probe.isBlocked()) return probe;
+    }
     await probe.done;
     if (Date.now() > until) throw new Error(`${mount} was not frozen within ${timeoutMs} ms`);
     await delay(10);
   }
 }
+
+/** How long a probe's write must stay blocked to show the mount frozen. */
+const STILL_BLOCKED_MS = 1500;
 
 /** The watchdog `agentPid` started (its child running `watchdog`). */
 function watchdogOf(agentPid: number): number {
