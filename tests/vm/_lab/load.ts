@@ -48,13 +48,18 @@ export async function startLoad(guest: Guest): Promise<void> {
   );
 }
 
+/**
+ * One line of the client's output as it prints it: the id, a tab, UNIX_TIMESTAMP(NOW(6)) (ten
+ * digits, six decimals). A line the client was still writing when it was read (or one the serial
+ * console garbled) does not match: "4711\t17" would read as an acknowledgement at epoch 17.
+ */
+const ACK_LINE = /^(\d+)\t(\d{10}\.\d{6})$/;
+
 /** The acknowledged INSERTs so far (complete lines only). */
 export async function acks(guest: Guest): Promise<Ack[]> {
   const text = await guest.console.ok(`cat ${DIR}/acked`, { timeoutMs: 120_000, readOnly: true });
-  const lines = text.split("\n");
-  return lines.map((line) => line.split("\t")).filter((parts) => parts.length === 2)
-    .map(([id, at]) => ({ id: Number(id), at: Number(at) }))
-    .filter((ack) => Number.isFinite(ack.id) && Number.isFinite(ack.at));
+  return text.split("\n").map((line) => ACK_LINE.exec(line.trim())).filter((m) => m !== null)
+    .map((m) => ({ id: Number(m[1]), at: Number(m[2]) }));
 }
 
 /** Waits until at least `count` INSERTs were acknowledged; throws if the load stopped. */
