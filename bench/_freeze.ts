@@ -1,7 +1,8 @@
 /**
  * The freeze measurements of one agent run: `guest-fsfreeze-freeze-list` + `guest-fsfreeze-thaw`
  * over fresh loop-mounted ext4 filesystems the bench created (tests/_util/loopfs.ts), first on
- * freshly written, dirty filesystems (where the kernel's sync dominates), then in steady state.
+ * freshly written, dirty filesystems (where the kernel's sync dominates), then in steady state
+ * (cycles back to back), then spaced (each a second after the previous, as a guest's freezes come).
  * Each request is timed from its write to its reply.
  *
  * Safety (COMMON.md): only the bench's own loop mounts are ever named in a freeze; a watchdog
@@ -29,6 +30,11 @@ const REPORT = encoder.encode(
 const AFTER_START_MS = 2000;
 /** Pause before the RSS reading after the last cycle. */
 const SETTLE_MS = 300;
+/**
+ * Pause before each spaced cycle: long enough for the kernel to forget the previous freeze (a
+ * FIFREEZE within a few milliseconds of a thaw skips the waits a freeze otherwise has).
+ */
+const SPACED_PAUSE_MS = 1000;
 
 function rssOrZero(pid: number): number {
   try {
@@ -44,6 +50,8 @@ export interface FreezeBenchOptions {
   dirtyMiB: number;
   /** Freeze+thaw cycles after the first one; their median is the steady state. */
   steadyCycles: number;
+  /** Cycles after those, each {@link SPACED_PAUSE_MS} after the previous: a guest's usual case. */
+  spacedCycles: number;
   /** Size of each (sparse) image. */
   imageMiB: number;
   /** Seconds after each arming until the loop fixtures' watchdog thaws everything. */
@@ -82,9 +90,12 @@ export interface FreezeSample {
   first: CycleTimes;
   /** Median of each field over the steady cycles. */
   steady: CycleTimes;
+  /** Median of each field over the spaced cycles (absent when none were run). */
+  spaced?: CycleTimes;
   /** Our agent only. */
   firstAccount?: AgentAccount;
   steadyAccount?: AgentAccount;
+  spacedAccount?: AgentAccount;
 }
 
 /** Creates `count` fresh mounts, starts `kind` on them, measures, tears everything down. */
@@ -140,6 +151,14 @@ export async function measureFreeze(
     cycles.push(await cycle(client, request, count));
     if (kind === "ours") accounts.push(await account(client));
   }
+  const spacedCycles: CycleTimes[] = [];
+  const spacedAccounts: AgentAccount[] = [];
+  for (let i = 0; i < options.spacedCycles; i++) {
+    await mounts.armWatchdog();
+    await sleep(SPACED_PAUSE_MS);
+    spacedCycles.push(await cycle(client, request, count));
+    if (kind === "ours") spacedAccounts.push(await account(client));
+  }
   await sleep(SETTLE_MS);
   const sample: FreezeSample = {
     frozenRssKiB,
@@ -148,8 +167,10 @@ export async function measureFreeze(
     first,
     steady: medianCycle(cycles),
   };
+  if (spacedCycles.length > 0) sample.spaced = medianCycle(spacedCycles);
   if (firstAccount) sample.firstAccount = firstAccount;
   if (accounts.length > 0) sample.steadyAccount = medianAccount(accounts);
+  if (spacedAccounts.length > 0) sample.spacedAccount = medianAccount(spacedAccounts);
   return sample;
 }
 

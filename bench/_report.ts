@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { AgentAccount, FreezeSample } from "./_freeze.ts";
+import type { AgentAccount, CycleTimes, FreezeSample } from "./_freeze.ts";
 import type { AgentKind, ServeKind } from "./_procs.ts";
 import type { FloorSample, ServeSample } from "./_serve.ts";
 import { type BurstName, BURSTS, type MemoryOptions, type MemorySample } from "./_memory.ts";
@@ -203,6 +203,14 @@ export function freezeSection(variants: readonly FreezeRuns[], disk?: DiskProbe)
       row(`${n} fs, steady: freeze-list (ms)`, (s) => s.steady.freezeMs),
       row(`${n} fs, steady: thaw (ms)`, (s) => s.steady.thawMs),
     );
+    if (variant.agents.ours.every((s) => s.spaced !== undefined)) {
+      const spaced = (pick: (c: CycleTimes) => number) => (s: FreezeSample) => pick(s.spaced!);
+      rows.push(
+        row(`${n} fs, 1 s apart: freeze-list + thaw (ms)`, spaced((c) => c.totalMs)),
+        row(`${n} fs, 1 s apart: freeze-list (ms)`, spaced((c) => c.freezeMs)),
+        row(`${n} fs, 1 s apart: thaw (ms)`, spaced((c) => c.thawMs)),
+      );
+    }
     const account = (pick: (s: FreezeSample) => AgentAccount | undefined): string => {
       const accounts = variant.agents.ours.map(pick).filter((a) => a !== undefined);
       const m = (key: keyof AgentAccount): string => fmt(median(accounts.map((a) => a[key])));
@@ -213,6 +221,9 @@ export function freezeSection(variants: readonly FreezeRuns[], disk?: DiskProbe)
       `${n} fs, our report, 1st cycle: ${account((s) => s.firstAccount)}`,
       `${n} fs, our report, steady:    ${account((s) => s.steadyAccount)}`,
     );
+    if (variant.agents.ours.every((s) => s.spacedAccount !== undefined)) {
+      notes.push(`${n} fs, our report, 1 s apart: ${account((s) => s.spacedAccount)}`);
+    }
     if (variant === variants.at(-1)) {
       rows.push(
         row(`${n} fs, agent RSS while frozen (MiB)`, (s) => s.frozenRssKiB / MIB),

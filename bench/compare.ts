@@ -4,7 +4,7 @@
  * measures, runs interleaved (ours, qemu-ga, ours, …), medians over runs, ratios ours/qemu-ga:
  * start-to-first-`guest-ping`, idle RSS and RSS after many requests, `guest-ping` round trips,
  * and `guest-fsfreeze-freeze-list` + `guest-fsfreeze-thaw` over fresh loop-mounted ext4
- * filesystems (first cycle dirty, then steady), with no hook and with a trivial hook, and again
+ * filesystems (first cycle dirty, then steady, then 1 s apart), with no hook and with a trivial hook, and again
  * with every CPU kept busy by the bench's own busy loops; also the floors: a minimal Deno server,
  * and syncfs of the same dirty data on as many fresh filesystems. Prints a table and writes JSON to bench/results/.
  *
@@ -50,7 +50,8 @@ const USAGE = `usage: deno task bench [options]
   --busy-counts LIST  filesystem counts measured again on a busy machine (default 1,32)
   --hooks LIST        none,trivial (default both)
   --dirty-mib N       MiB written to each filesystem before the first freeze (default 16)
-  --steady-cycles N   freeze+thaw cycles after the first (default 5)
+  --steady-cycles N   freeze+thaw cycles after the first, back to back (default 5)
+  --spaced-cycles N   cycles after those, each 1 s after the previous (default 3)
   --pings N           timed guest-pings per agent and run (default 10000)
   --requests N        requests before the second RSS reading (default 100000)
   --only LIST         serve,memory,freeze (default all)
@@ -88,6 +89,7 @@ function parseOptions(argv: string[]): Options {
       hooks: { type: "string" },
       "dirty-mib": { type: "string" },
       "steady-cycles": { type: "string" },
+      "spaced-cycles": { type: "string" },
       pings: { type: "string" },
       requests: { type: "string" },
       only: { type: "string" },
@@ -140,6 +142,7 @@ function parseOptions(argv: string[]): Options {
     freeze: {
       dirtyMiB: int(values["dirty-mib"], 16),
       steadyCycles: Math.max(1, int(values["steady-cycles"], quick ? 3 : 5)),
+      spacedCycles: int(values["spaced-cycles"], quick ? 1 : 3),
       imageMiB: 64,
       watchdogSeconds: 30,
     },
@@ -273,7 +276,8 @@ async function freezeScenario(
       progress(
         `${label}, run ${run + 1}/${options.freezeRuns}, ${kind}: ` +
           `1st ${sample.first.freezeMs.toFixed(1)} ms, steady ` +
-          `${sample.steady.totalMs.toFixed(1)} ms`,
+          `${sample.steady.totalMs.toFixed(1)} ms` +
+          (sample.spaced ? `, 1 s apart ${sample.spaced.totalMs.toFixed(1)} ms` : ""),
       );
       if (interrupted) throw new Error("interrupted");
     }
