@@ -145,33 +145,49 @@ export async function measureFreeze(
   const firstAccount = kind === "ours" ? await account(client) : undefined;
 
   await mounts.armWatchdog();
-  const cycles: CycleTimes[] = [];
-  const accounts: AgentAccount[] = [];
-  for (let i = 0; i < options.steadyCycles; i++) {
-    cycles.push(await cycle(client, request, count));
-    if (kind === "ours") accounts.push(await account(client));
-  }
-  const spacedCycles: CycleTimes[] = [];
-  const spacedAccounts: AgentAccount[] = [];
-  for (let i = 0; i < options.spacedCycles; i++) {
+  const steady = await cycles(client, request, count, kind, options.steadyCycles);
+  const spaced = await cycles(client, request, count, kind, options.spacedCycles, async () => {
     await mounts.armWatchdog();
     await sleep(SPACED_PAUSE_MS);
-    spacedCycles.push(await cycle(client, request, count));
-    if (kind === "ours") spacedAccounts.push(await account(client));
-  }
+  });
   await sleep(SETTLE_MS);
   const sample: FreezeSample = {
     frozenRssKiB,
     childrenRssKiB,
     afterRssKiB: rssKiB(agent.pid),
     first,
-    steady: medianCycle(cycles),
+    steady: steady.times!,
   };
-  if (spacedCycles.length > 0) sample.spaced = medianCycle(spacedCycles);
+  if (spaced.times) sample.spaced = spaced.times;
   if (firstAccount) sample.firstAccount = firstAccount;
-  if (accounts.length > 0) sample.steadyAccount = medianAccount(accounts);
-  if (spacedAccounts.length > 0) sample.spacedAccount = medianAccount(spacedAccounts);
+  if (steady.account) sample.steadyAccount = steady.account;
+  if (spaced.account) sample.spacedAccount = spaced.account;
   return sample;
+}
+
+/**
+ * `n` cycles (`before` runs ahead of each, untimed) and their medians; our agent's report is read
+ * after each. Both are absent when `n` is 0.
+ */
+async function cycles(
+  client: BenchClient,
+  request: Uint8Array,
+  count: number,
+  kind: AgentKind,
+  n: number,
+  before?: () => Promise<void>,
+): Promise<{ times?: CycleTimes; account?: AgentAccount }> {
+  const times: CycleTimes[] = [];
+  const accounts: AgentAccount[] = [];
+  for (let i = 0; i < n; i++) {
+    await before?.();
+    times.push(await cycle(client, request, count));
+    if (kind === "ours") accounts.push(await account(client));
+  }
+  return {
+    ...(times.length > 0 ? { times: medianCycle(times) } : {}),
+    ...(accounts.length > 0 ? { account: medianAccount(accounts) } : {}),
+  };
 }
 
 /**

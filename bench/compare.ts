@@ -4,9 +4,10 @@
  * measures, runs interleaved (ours, qemu-ga, ours, …), medians over runs, ratios ours/qemu-ga:
  * start-to-first-`guest-ping`, idle RSS and RSS after many requests, `guest-ping` round trips,
  * and `guest-fsfreeze-freeze-list` + `guest-fsfreeze-thaw` over fresh loop-mounted ext4
- * filesystems (first cycle dirty, then steady, then 1 s apart), with no hook and with a trivial hook, and again
- * with every CPU kept busy by the bench's own busy loops; also the floors: a minimal Deno server,
- * and syncfs of the same dirty data on as many fresh filesystems. Prints a table and writes JSON to bench/results/.
+ * filesystems (first cycle dirty, then steady, then 1 s apart), with no hook and with a trivial
+ * hook, and again with every CPU kept busy by the bench's own busy loops (no cycles 1 s apart
+ * there); also the floors: a minimal Deno server, and syncfs of the same dirty data on as many
+ * fresh filesystems. Prints a table and writes JSON to bench/results/.
  *
  * Never freezes anything but its own loop mounts (see _freeze.ts and _procs.ts).
  *
@@ -271,6 +272,8 @@ async function freezeScenario(
       const sample = await measureFreeze(kind, count, hookPath, dir, {
         ...options.freeze,
         keepVisible: [work, options.freeze.imagesDir ?? work],
+        // The busy section reports steady cycles only.
+        ...(busy ? { spacedCycles: 0 } : {}),
       });
       agents[kind].push(sample);
       progress(
