@@ -19,8 +19,9 @@ export class UnsafePathError extends Error {
 }
 
 import { errorMessage } from "./errors.ts";
-import { SyscallError } from "./linux/errno.ts";
+import { Errno, SyscallError } from "./linux/errno.ts";
 import { lstat, stat } from "./linux/files.ts";
+import { createFileExclusive, removeFile, renameFile } from "./linux/own_files.ts";
 import { type FileType, fileType } from "./linux/structs.ts";
 
 const encoder = new TextEncoder();
@@ -147,32 +148,29 @@ function describeEntry(entry: Entry): string {
 /**
  * Replaces `path` with `text` atomically: an exclusively created, owner-only temp file beside it,
  * renamed into place. Whatever was at the temp name (a stale temp file, a planted symlink or FIFO)
- * is unlinked, never opened.
+ * is unlinked, never opened. Through libc (src/linux/own_files.ts): call it only for paths in a
+ * directory that passed {@link checkDirectory}.
  */
 export function writeFileAtomic(path: string, text: string): void {
   const temp = `${path}.tmp-${Deno.pid}`;
   writeExclusive(temp, encoder.encode(text));
   try {
-    Deno.renameSync(temp, path);
+    renameFile(temp, path);
   } catch (err) {
     removeQuietly(temp);
     throw err;
   }
 }
 
-/**
- * Creates `path` owner-only with `O_CREAT|O_EXCL` and writes `bytes` to it (one call: open,
- * write, close), unlinking a stale entry there once.
- */
-function writeExclusive(path: string, bytes: Uint8Array): void {
-  const options = { createNew: true, mode: 0o600 } as const;
+/** Creates `path` owner-only and writes `bytes` to it, unlinking a stale entry there once. */
+function writeExclusive(path: string, bytes: Uint8Array<ArrayBuffer>): void {
   try {
-    return Deno.writeFileSync(path, bytes, options);
+    return createFileExclusive(path, bytes, 0o600);
   } catch (err) {
-    if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+    if (!(err instanceof SyscallError) || err.errno !== Errno.EEXIST) throw err;
   }
-  Deno.removeSync(path); // unlink(2) removes a symlink itself, never what it points at
-  Deno.writeFileSync(path, bytes, options);
+  removeFile(path); // unlink(2) removes a symlink itself, never what it points at
+  createFileExclusive(path, bytes, 0o600);
 }
 
 /**

@@ -11,11 +11,24 @@
  * half-way is still recorded and is ended by the next one (a `thawHookStarted` mark keeps the thaw
  * hook from running twice).
  *
+ * The state file is written through libc (src/linux/own_files.ts, docs/design.md #46). A cycle's
+ * first record is created in place, one open and one write: until that write returns the file is
+ * empty, which reads as "frozen, no details", right for a moment when nothing is frozen and no
+ * hook has run yet. Later records (the thaw hook's mark) and the report replace theirs by rename.
+ *
  * @module
  */
 
+import { Errno, SyscallError } from "../linux/errno.ts";
 import { close } from "../linux/fd.ts";
 import { flock, fstat, LOCK_EX, LOCK_NB, openLockFile } from "../linux/locks.ts";
+import {
+  createFileExclusive,
+  entryExists,
+  readOwnFile,
+  removeFile,
+  renameFile,
+} from "../linux/own_files.ts";
 import { fileType } from "../linux/structs.ts";
 import { checkDirectory, checkOwnFileOrAbsent, writeFileAtomic } from "../safe_files.ts";
 import type { CycleReport } from "./report.ts";
@@ -122,15 +135,21 @@ export class FileStateStore implements StateStore {
   }
 
   exists(): boolean {
-    return lexists(this.paths.state);
+    return entryExists(this.paths.state);
   }
 
   write(state: FrozenState): void {
-    writeFileAtomic(this.paths.state, JSON.stringify(state) + "\n");
+    const text = JSON.stringify(state) + "\n";
+    try {
+      createFileExclusive(this.paths.state, encoder.encode(text), 0o600);
+    } catch (err) {
+      if (!(err instanceof SyscallError) || err.errno !== Errno.EEXIST) throw err;
+      writeFileAtomic(this.paths.state, text);
+    }
   }
 
   remove(): void {
-    removeIfExists(this.paths.state);
+    removeFile(this.paths.state);
   }
 
   /**
@@ -138,9 +157,9 @@ export class FileStateStore implements StateStore {
    * becomes the recorded cycle again (the state file wins if both exist).
    */
   adoptLegacyClaim(): void {
-    if (!lexists(this.paths.legacyClaim)) return;
-    if (lexists(this.paths.state)) removeIfExists(this.paths.legacyClaim);
-    else Deno.renameSync(this.paths.legacyClaim, this.paths.state);
+    if (!entryExists(this.paths.legacyClaim)) return;
+    if (entryExists(this.paths.state)) removeFile(this.paths.legacyClaim);
+    else renameFile(this.paths.legacyClaim, this.paths.state);
   }
 
   tryLock(): CycleLock | undefined {
@@ -166,7 +185,8 @@ export class FileStateStore implements StateStore {
 
   loadReport(): CycleReport | undefined {
     try {
-      return JSON.parse(Deno.readTextFileSync(this.paths.report)) as CycleReport;
+      const text = readOwnFile(this.paths.report);
+      return text === undefined ? undefined : JSON.parse(text) as CycleReport;
     } catch {
       return undefined;
     }
@@ -197,14 +217,8 @@ function checkLockFile(fd: number, path: string): void {
  * "frozen": it yields a state with no cycle details.
  */
 export function readState(path: string): FrozenState | undefined {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
-  }
-  return parseState(text);
+  const text = readOwnFile(path);
+  return text === undefined ? undefined : parseState(text);
 }
 
 function parseState(text: string): FrozenState {
@@ -227,24 +241,7 @@ function parseState(text: string): FrozenState {
   };
 }
 
-function lexists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
-}
-
-/** Removes a file; a missing file is fine. */
-export function removeIfExists(path: string): void {
-  try {
-    Deno.removeSync(path);
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  }
-}
+const encoder = new TextEncoder();
 
 /** A new cycle id: time plus randomness, unique across restarts. */
 export function newCycleId(now: number): string {

@@ -20,6 +20,10 @@ const SYMBOLS = {
   open: { parameters: ["buffer", "i32"], result: "i32" },
   /** int open(const char *path, int flags, mode_t mode);  the O_CREAT shape of the variadic */
   open_create: { name: "open", parameters: ["buffer", "i32", "u32"], result: "i32" },
+  /** int rename(const char *from, const char *to); */
+  rename: { parameters: ["buffer", "buffer"], result: "i32" },
+  /** int unlink(const char *path); */
+  unlink: { parameters: ["buffer"], result: "i32" },
   /** int close(int fd); */
   close: { parameters: ["i32"], result: "i32" },
   /** int flock(int fd, int operation); */

@@ -173,6 +173,7 @@ export const Errno = {
   EAGAIN: 11,
   EACCES: 13,
   EBUSY: 16,
+  EEXIST: 17,
   ENOTDIR: 20,
   EINVAL: 22,
   ENOTTY: 25,

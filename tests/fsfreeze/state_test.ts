@@ -33,6 +33,32 @@ Deno.test("FileStateStore records, reads and removes a cycle; the file is owner-
   assert.equal(store.read(), undefined);
 });
 
+Deno.test("FileStateStore.write() creates the first record in place and replaces a later one whole", async () => {
+  await using fixture = await storeDir();
+  const { store, dir } = fixture;
+  store.write(STATE);
+  const first = (await Deno.stat(store.paths.state)).ino;
+  const marked = { ...STATE, thawHookStarted: true };
+  store.write(marked);
+  assert.deepEqual(store.read(), marked);
+  assert.notEqual((await Deno.stat(store.paths.state)).ino, first, "renamed into place");
+  store.remove();
+  store.remove(); // nothing there: fine
+  await Deno.writeTextFile(`${dir}/theirs`, "theirs");
+  await Deno.symlink(`${dir}/theirs`, store.paths.state);
+  store.write(STATE);
+  assert.deepEqual(store.read(), STATE);
+  assert.equal(
+    await Deno.readTextFile(`${dir}/theirs`),
+    "theirs",
+    "a symlink is replaced, not followed",
+  );
+  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+    "qga.state.isfrozen",
+    "theirs",
+  ]);
+});
+
 Deno.test("FileStateStore.tryLock() has one holder at a time, and release() frees it", async () => {
   await using fixture = await storeDir();
   const first = fixture.store.tryLock();

@@ -1,0 +1,145 @@
+/**
+ * The agent's own small files in its state directory (the freeze state, the cycle report, their
+ * temp names): created exclusively, read, renamed into place and removed through libc. Every freeze
+ * and thaw touches them, and Deno's fs API resolves each path component by component for its
+ * permission check before every call (a readlink(2) per component), which more than doubled the
+ * system calls of a cycle (docs/design.md #46).
+ *
+ * Use them only for paths in a directory that passed `checkDirectory` (src/safe_files.ts): they
+ * bypass Deno's permission check, as every libc call does.
+ *
+ * @module
+ */
+
+import { cString, errnoError, lastErrno, libc } from "./_libc.ts";
+import { Errno, SyscallError } from "./errno.ts";
+import { close, closeQuietly, O_CLOEXEC, O_RDONLY, open, read, write } from "./fd.ts";
+import { STATX_BASIC_STATS, STATX_SIZE } from "./structs.ts";
+
+/** open(2) flags used here (identical on x86_64 and aarch64). */
+const O_WRONLY = 1;
+const O_CREAT = 0o100;
+const O_EXCL = 0o200;
+const O_NOFOLLOW = 0o400000;
+/** `AT_FDCWD` and `AT_SYMLINK_NOFOLLOW` for statx(2). */
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+/** The state file and the report are a few KiB; this bounds a read of a damaged one. */
+const READ_LIMIT_BYTES = 1024 * 1024;
+const READ_CHUNK_BYTES = 4096;
+
+/**
+ * Creates `path` with `mode` (`O_CREAT|O_EXCL|O_NOFOLLOW`: nothing that is there already, a
+ * symlink included, is ever opened) and writes `bytes` to it. A file that could not be written
+ * whole is removed again.
+ * @throws {SyscallError} EEXIST when something is at `path`
+ */
+export function createFileExclusive(
+  path: string,
+  bytes: Uint8Array<ArrayBuffer>,
+  mode: number,
+): void {
+  const flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  const fd = libc().open_create(cString(path), flags, mode);
+  if (fd === -1) throw errnoError("open", path);
+  try {
+    writeAll(fd, bytes, path);
+    close(fd);
+  } catch (err) {
+    closeQuietly(fd);
+    removeFile(path);
+    throw err;
+  }
+}
+
+function writeAll(fd: number, bytes: Uint8Array<ArrayBuffer>, path: string): void {
+  for (let offset = 0; offset < bytes.byteLength;) {
+    try {
+      offset += write(fd, bytes.subarray(offset), path);
+    } catch (err) {
+      if (!(err instanceof SyscallError) || err.errno !== Errno.EINTR) throw err;
+    }
+  }
+}
+
+/**
+ * Reads a whole small file as UTF-8 (invalid bytes become U+FFFD), or `undefined` when there is
+ * none. A symlink there is not followed (ELOOP).
+ * @throws {SyscallError} for anything but ENOENT
+ * @throws {RangeError} when it is larger than 1 MiB
+ */
+export function readOwnFile(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = open(path, O_RDONLY | O_NOFOLLOW);
+  } catch (err) {
+    if (err instanceof SyscallError && err.errno === Errno.ENOENT) return undefined;
+    throw err;
+  }
+  try {
+    return new TextDecoder().decode(readAll(fd, path));
+  } finally {
+    close(fd);
+  }
+}
+
+function readAll(fd: number, path: string): Uint8Array {
+  let bytes = new Uint8Array(READ_CHUNK_BYTES);
+  let length = 0;
+  for (;;) {
+    if (length === bytes.byteLength) bytes = grown(bytes, path);
+    const count = readRetried(fd, bytes.subarray(length), path);
+    if (count === 0) return bytes.subarray(0, length);
+    length += count;
+  }
+}
+
+function grown(bytes: Uint8Array<ArrayBuffer>, path: string): Uint8Array<ArrayBuffer> {
+  if (bytes.byteLength >= READ_LIMIT_BYTES) {
+    throw new RangeError(`"${path}" is larger than ${READ_LIMIT_BYTES} bytes`);
+  }
+  const larger = new Uint8Array(bytes.byteLength * 2);
+  larger.set(bytes);
+  return larger;
+}
+
+function readRetried(fd: number, buffer: Uint8Array<ArrayBuffer>, path: string): number {
+  for (;;) {
+    try {
+      return read(fd, buffer, path);
+    } catch (err) {
+      if (!(err instanceof SyscallError) || err.errno !== Errno.EINTR) throw err;
+    }
+  }
+}
+
+/**
+ * rename(2): replaces whatever is at `to` (a symlink itself, never what it points at).
+ * @throws {SyscallError}
+ */
+export function renameFile(from: string, to: string): void {
+  if (libc().rename(cString(from), cString(to)) === -1) throw errnoError("rename", from);
+}
+
+/**
+ * unlink(2) (a symlink itself, never what it points at): `false` when nothing was there.
+ * @throws {SyscallError} for anything but ENOENT
+ */
+export function removeFile(path: string): boolean {
+  if (libc().unlink(cString(path)) === 0) return true;
+  if (lastErrno() === Errno.ENOENT) return false;
+  throw errnoError("unlink", path);
+}
+
+/**
+ * Whether anything is at `path`, a dangling symlink included (an lstat that builds no error for
+ * the common answer "no").
+ * @throws {SyscallError} for anything but ENOENT
+ */
+export function entryExists(path: string): boolean {
+  const buffer = new Uint8Array(STATX_SIZE);
+  const flags = AT_SYMLINK_NOFOLLOW;
+  if (libc().statx(AT_FDCWD, cString(path), flags, STATX_BASIC_STATS, buffer) === 0) return true;
+  if (lastErrno() === Errno.ENOENT) return false;
+  throw errnoError("lstat", path);
+}
