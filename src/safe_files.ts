@@ -3,7 +3,8 @@
  * followed or reused (docs/design.md #13):
  * - a file replaced whole (state, report) is written to an exclusively created temp file
  *   (`O_CREAT|O_EXCL`, which never follows a symlink) and renamed into place (a rename replaces
- *   a symlink itself, never its target); a stale entry at the temp name is unlinked first;
+ *   a symlink itself, never its target); a stale entry at the temp name is unlinked first (a
+ *   cycle's first state record is created exclusively at its own name: src/fsfreeze/state.ts);
  * - a file kept open (log file, pidfile) is used only when it is absent (then created
  *   exclusively) or a regular file of ours;
  * - the directories they live in must not let another user replace our entries: not writable by

@@ -51,7 +51,7 @@ export interface ReadSmallFileOptions {
 }
 
 /** read(2) into `buffer`, retried on EINTR; 0 at end of file. */
-function readChunk(fd: number, buffer: Uint8Array<ArrayBuffer>, path: string): number {
+export function readChunk(fd: number, buffer: Uint8Array<ArrayBuffer>, path: string): number {
   for (;;) {
     try {
       return read(fd, buffer, path);

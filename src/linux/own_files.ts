@@ -13,7 +13,8 @@
 
 import { cString, errnoError, lastErrno, libc } from "./_libc.ts";
 import { Errno, SyscallError } from "./errno.ts";
-import { close, closeQuietly, O_CLOEXEC, O_RDONLY, open, read, write } from "./fd.ts";
+import { close, closeQuietly, O_CLOEXEC, O_RDONLY, open, write } from "./fd.ts";
+import { readChunk } from "./files.ts";
 import { STATX_BASIC_STATS, STATX_SIZE } from "./structs.ts";
 
 /** open(2) flags used here (identical on x86_64 and aarch64). */
@@ -66,7 +67,7 @@ function writeAll(fd: number, bytes: Uint8Array<ArrayBuffer>, path: string): voi
  * Reads a whole small file as UTF-8 (invalid bytes become U+FFFD), or `undefined` when there is
  * none. A symlink there is not followed (ELOOP).
  * @throws {SyscallError} for anything but ENOENT
- * @throws {RangeError} when it is larger than 1 MiB
+ * @throws {RangeError} when it is 1 MiB or larger
  */
 export function readOwnFile(path: string): string | undefined {
   let fd: number;
@@ -88,7 +89,7 @@ function readAll(fd: number, path: string): Uint8Array {
   let length = 0;
   for (;;) {
     if (length === bytes.byteLength) bytes = grown(bytes, path);
-    const count = readRetried(fd, bytes.subarray(length), path);
+    const count = readChunk(fd, bytes.subarray(length), path);
     if (count === 0) return bytes.subarray(0, length);
     length += count;
   }
@@ -101,16 +102,6 @@ function grown(bytes: Uint8Array<ArrayBuffer>, path: string): Uint8Array<ArrayBu
   const larger = new Uint8Array(bytes.byteLength * 2);
   larger.set(bytes);
   return larger;
-}
-
-function readRetried(fd: number, buffer: Uint8Array<ArrayBuffer>, path: string): number {
-  for (;;) {
-    try {
-      return read(fd, buffer, path);
-    } catch (err) {
-      if (!(err instanceof SyscallError) || err.errno !== Errno.EINTR) throw err;
-    }
-  }
 }
 
 /**
