@@ -97,7 +97,7 @@ function readAll(fd: number, path: string): Uint8Array {
 
 function grown(bytes: Uint8Array<ArrayBuffer>, path: string): Uint8Array<ArrayBuffer> {
   if (bytes.byteLength >= READ_LIMIT_BYTES) {
-    throw new RangeError(`"${path}" is larger than ${READ_LIMIT_BYTES} bytes`);
+    throw new RangeError(`"${path}" is ${READ_LIMIT_BYTES} bytes or larger`);
   }
   const larger = new Uint8Array(bytes.byteLength * 2);
   larger.set(bytes);
