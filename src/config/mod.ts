@@ -76,6 +76,8 @@ export interface Config {
   fsfreezeExclude: string[];
   /** Paths the agent may freeze under; they become its Deno read permission. */
   fsfreezeScope: string[];
+  /** Expedite the kernel's RCU grace periods while the FIFREEZEs run (docs/design.md #45). */
+  fsfreezeExpedite: boolean;
   /** vsock peers allowed to connect (CIDs); the host is 2. */
   vsockAllowedCids: number[];
   /** The delegate's unix socket (docs/design.md #36); `undefined` = no delegate. */
@@ -127,6 +129,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { name: "fsfreeze-timeout", long: "fsfreeze-timeout", arg: "required" },
   { name: "fsfreeze-exclude", long: "fsfreeze-exclude", arg: "required" },
   { name: "fsfreeze-scope", long: "fsfreeze-scope", arg: "required" },
+  { name: "fsfreeze-expedite", long: "fsfreeze-expedite", arg: "none" },
   { name: "vsock-allowed-cids", long: "vsock-allowed-cids", arg: "required" },
   { name: "delegate-socket", long: "delegate-socket", arg: "required" },
   { name: "delegate-timeout", long: "delegate-timeout", arg: "required" },
@@ -184,6 +187,7 @@ function defaultConfig(configPath: string): Config {
     fsfreezeTimeout: DEFAULTS.fsfreezeTimeout,
     fsfreezeExclude: [],
     fsfreezeScope: [...DEFAULTS.fsfreezeScope],
+    fsfreezeExpedite: false,
     vsockAllowedCids: [...DEFAULTS.vsockAllowedCids],
     delegateSocket: undefined,
     delegateTimeout: DEFAULTS.delegateTimeout,
@@ -251,6 +255,9 @@ function applySetting(config: Config, name: string, value: string, from: "option
       return;
     case "retry-path":
       config.retryPath = true;
+      return;
+    case "fsfreeze-expedite":
+      config.fsfreezeExpedite = true;
       return;
     case "fsfreeze-hook-timeout":
       config.fsfreezeHookTimeout = parseSeconds(name, value, from);
@@ -328,6 +335,7 @@ const BOOLEAN_KEYS: ReadonlyMap<string, (c: Config, v: boolean) => void> = new M
   ["verbose", (c, v) => c.verbose ||= v],
   ["debug", (c, v) => c.debug ||= v],
   ["retry-path", (c, v) => c.retryPath = v],
+  ["fsfreeze-expedite", (c, v) => c.fsfreezeExpedite = v],
 ]);
 
 const STRING_KEYS: readonly string[] = [
@@ -442,6 +450,7 @@ export function renderConfig(config: Config): string {
     ["fsfreeze-timeout", String(config.fsfreezeTimeout)],
     ["fsfreeze-exclude", escapeKeyFileString(config.fsfreezeExclude.join(","))],
     ["fsfreeze-scope", escapeKeyFileString(config.fsfreezeScope.join(","))],
+    ["fsfreeze-expedite", String(config.fsfreezeExpedite)],
     ["vsock-allowed-cids", config.vsockAllowedCids.join(",")],
   );
   if (config.delegateSocket !== undefined) {
@@ -502,6 +511,10 @@ fsfreeze-agent settings (also keys of [general] in the config file):
                     frozen, comma-separated
       --fsfreeze-scope=LIST        paths under which mounts may be frozen
                     (default /); they are the agent's read permission
+      --fsfreeze-expedite          expedite the kernel's RCU grace periods
+                    (/sys/kernel/rcu_expedited, machine-wide) while the
+                    filesystems are being frozen: a freeze long after the
+                    last one takes milliseconds, not tens of them
       --vsock-allowed-cids=LIST    vsock peers allowed to connect (default 2,
                     the host)
       --delegate-socket=PATH       forward every command this agent does not

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { restoreGracePeriods } from "./expedite.ts";
 import { acquireLock, type Engine } from "./engine.ts";
 import type { ThawOutcome } from "./freezer.ts";
 import type { PhaseResult } from "./hook_phase.ts";
@@ -111,6 +112,7 @@ export function thawLockedCycle(
   const startedAt = performance.now();
   const mounts = options.mounts ?? thawList(currentWaves(engine), state.mounts);
   const outcomes = engine.freezer.thaw(mounts);
+  restoreGracePeriods(engine, state); // a no-op unless the cycle's freezer died before it could
   const count = outcomes.filter((o) => o.thawed).length;
   engine.log.info("filesystems thawed", { by, count });
   return { state, by, outcomes, startedAt, report: options.report };

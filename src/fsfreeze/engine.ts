@@ -29,6 +29,16 @@ export interface Freezer {
   thaw(mounts: readonly string[]): ThawOutcome[];
 }
 
+/**
+ * The kernel's RCU grace periods, machine-wide (`/sys/kernel/rcu_expedited`; expedite.ts).
+ */
+export interface GracePeriods {
+  /** Whether they are expedited now. @throws {Error} when that cannot be read */
+  expedited(): boolean;
+  /** Makes them expedited (`true`) or normal again. @throws {Error} when that cannot be set */
+  setExpedited(on: boolean): void;
+}
+
 /** The mount selection (selection.ts). */
 export interface MountSource {
   /** @throws {Error} when the mount table cannot be read */
@@ -43,6 +53,8 @@ export interface EngineConfig {
   /** Seconds; 0 = no limit. */
   fsfreezeHookTimeout: number;
   fsfreezeHook?: string | undefined;
+  /** Expedite the kernel's grace periods while the FIFREEZEs run (expedite.ts). */
+  fsfreezeExpedite?: boolean;
 }
 
 /** Everything the freeze policy needs. */
@@ -54,6 +66,8 @@ export interface Engine {
   mounts: MountSource;
   hooks: HookRunner;
   store: StateStore;
+  /** Absent where nothing can expedite them (the policy's unit tests that need none). */
+  gracePeriods?: GracePeriods;
 }
 
 /** How often a waiter tries the cycle lock again. */

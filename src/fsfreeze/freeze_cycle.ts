@@ -11,6 +11,7 @@
 import { genericError } from "../errors.ts";
 import { finishCycle, type ThawedCycle, thawLockedCycle } from "./end_cycle.ts";
 import { acquireLock, type Engine } from "./engine.ts";
+import { cycleExpedites, expediteGracePeriods, restoreGracePeriods } from "./expedite.ts";
 import type { FreezeOutcome } from "./freezer.ts";
 import { type CycleReport, micros, mountReport, type ThawedBy } from "./report.ts";
 import type { Selection } from "./selection.ts";
@@ -117,6 +118,7 @@ function startCycle(ctx: FreezeContext, command: string, selection: Selection): 
     hook: engine.config.fsfreezeHook ?? null,
     mounts: selection.mounts.map((m) => m.mountPoint),
   };
+  if (cycleExpedites(engine)) state.expeditedGracePeriods = true;
   const report: CycleReport = {
     cycle: state.cycle,
     command,
@@ -169,12 +171,15 @@ async function runCycle(
 
   ctx.enterFrozen(state.deadline);
   let outcomes: FreezeOutcome[];
+  expediteGracePeriods(engine, state);
   try {
     outcomes = await engine.freezer.freeze(cycle.selection.waves);
   } catch (err) {
     const error = `freeze failed: ${(err as Error).message}`;
     fail(report, error);
     return failWith(ctx, cycle, lock, "rollback", undefined, error);
+  } finally {
+    restoreGracePeriods(engine, state);
   }
   report.freezeWindowUs = micros(performance.now() - hookStartedAt);
   report.mounts.push(...outcomes.map((o) => mountReport(o, cycle.selection.mounts)));

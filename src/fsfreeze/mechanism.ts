@@ -7,7 +7,8 @@
 
 import type { Logger } from "../log.ts";
 import { sleep } from "../sleep.ts";
-import type { Clock, Engine, EngineConfig } from "./engine.ts";
+import { readTextFileRaw, writeKernelSetting } from "../linux/files.ts";
+import type { Clock, Engine, EngineConfig, GracePeriods } from "./engine.ts";
 import { freezeMounts, thawMounts } from "./freezer.ts";
 import { hookRunner } from "./hook_phase.ts";
 import { MountinfoWatch, readMountinfoText, statBlockDevice } from "./mountinfo.ts";
@@ -30,6 +31,17 @@ export function kernelMountTable(): MountTable {
   };
 }
 
+/** Where the kernel says whether RCU grace periods are expedited (machine-wide). */
+export const RCU_EXPEDITED = "/sys/kernel/rcu_expedited";
+
+/** The kernel's grace periods through `/sys/kernel/rcu_expedited` (libc: Deno refuses /sys). */
+export function kernelGracePeriods(path = RCU_EXPEDITED): GracePeriods {
+  return {
+    expedited: () => readTextFileRaw(path).trim() !== "0",
+    setExpedited: (on) => writeKernelSetting(path, on ? "1\n" : "0\n"),
+  };
+}
+
 /** The engine of a configuration, on the real mechanism. */
 export function createEngine(config: EngineConfig & SelectionConfig, log: Logger): Engine {
   return {
@@ -43,5 +55,6 @@ export function createEngine(config: EngineConfig & SelectionConfig, log: Logger
     mounts: new MountSelector(config, kernelMountTable()),
     hooks: hookRunner(config.fsfreezeHookTimeout, log),
     store: new FileStateStore(config.statedir),
+    gracePeriods: kernelGracePeriods(),
   };
 }

@@ -11,6 +11,7 @@
 import { genericError } from "../errors.ts";
 import { CycleBusyError, endCycleThenRecord } from "./end_cycle.ts";
 import { type Engine, lockWaitMs } from "./engine.ts";
+import { restoreGracePeriods } from "./expedite.ts";
 import { type Arming, freezeCycle } from "./freeze_cycle.ts";
 import { FrozenMode, type HoldingLog } from "./frozen_mode.ts";
 import { thawOrder } from "./ordering.ts";
@@ -125,6 +126,7 @@ export class FreezeEngineService implements FreezeService {
     const { store, log, clock } = this.#engine;
     const state = store.read();
     if (state === undefined) return;
+    restoreGracePeriods(this.#engine, state); // its FIFREEZEs ended with it
     log.warn(
       "previous instance appears to have exited with frozen filesystems; non-fsfreeze-safe " +
         `commands are disabled until guest-fsfreeze-thaw, or run 'fsfreeze-agent thaw'`,

@@ -61,6 +61,11 @@ export interface FrozenState {
   mounts: string[];
   /** Set by whoever ends the cycle just before it runs the thaw hook: it never runs twice. */
   thawHookStarted?: boolean;
+  /**
+   * The cycle sets `/sys/kernel/rcu_expedited` to 1 around its FIFREEZEs (it was 0): whoever ends
+   * or recovers the cycle puts the 0 back if it is still 1 (expedite.ts).
+   */
+  expeditedGracePeriods?: boolean;
 }
 
 /** Paths of the files in a state directory. */

@@ -21,7 +21,7 @@ import {
   libc,
 } from "./_libc.ts";
 import { Errno, errnoNumber, SyscallError } from "./errno.ts";
-import { close, O_RDONLY, open, read } from "./fd.ts";
+import { close, closeQuietly, O_RDONLY, open, read, write } from "./fd.ts";
 import {
   DIRENT_RECLEN_OFFSET,
   type DirEntry,
@@ -98,6 +98,27 @@ export function readSmallFile(path: string, options: ReadSmallFileOptions = {}):
  */
 export function readTextFileRaw(path: string, options: ReadSmallFileOptions = {}): string {
   return new TextDecoder().decode(readSmallFile(path, options));
+}
+
+/** open(2) flag: write only. */
+const O_WRONLY = 1;
+
+/**
+ * Writes `text` to an existing kernel file (a sysfs or procfs setting) with open/write/close; the
+ * kernel takes a setting in one write(2), so a short write is an error.
+ * @throws {SyscallError} when it cannot be opened or written (EACCES, EINVAL for a bad value)
+ */
+export function writeKernelSetting(path: string, text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  const fd = open(path, O_WRONLY);
+  try {
+    const count = write(fd, bytes, path);
+    if (count !== bytes.byteLength) throw new SyscallError("write", errnoNumber("EIO"), path);
+  } catch (err) {
+    closeQuietly(fd);
+    throw err;
+  }
+  close(fd);
 }
 
 function statxAt(syscall: string, path: string, flags: number): FileStat {

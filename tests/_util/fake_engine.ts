@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Clock, Engine, EngineConfig } from "../../src/fsfreeze/engine.ts";
+import type { Clock, Engine, EngineConfig, GracePeriods } from "../../src/fsfreeze/engine.ts";
 import type { FreezeOutcome, ThawOutcome } from "../../src/fsfreeze/freezer.ts";
 import type { HookPhase } from "../../src/fsfreeze/hook.ts";
 import type { HookRunner, PhaseResult } from "../../src/fsfreeze/hook_phase.ts";
@@ -152,6 +152,27 @@ export class FakeFreezer {
   }
 }
 
+/** `/sys/kernel/rcu_expedited` as a value; every change is recorded, and either side can fail. */
+export class FakeGracePeriods implements GracePeriods {
+  value = false;
+  readonly sets: boolean[] = [];
+  reads = 0;
+  failRead: string | undefined;
+  failWrite: string | undefined;
+
+  expedited(): boolean {
+    this.reads++;
+    if (this.failRead !== undefined) throw new Error(this.failRead);
+    return this.value;
+  }
+
+  setExpedited(on: boolean): void {
+    if (this.failWrite !== undefined) throw new Error(this.failWrite);
+    this.sets.push(on);
+    this.value = on;
+  }
+}
+
 /** Hooks that record each call and can fail `freeze` or hold `thaw` until released. */
 export class FakeHooks implements HookRunner {
   readonly calls: HookPhase[] = [];
@@ -218,6 +239,7 @@ export interface FakeGuest {
   freezer: FakeFreezer;
   hooks: FakeHooks;
   clock: FakeClock;
+  gracePeriods: FakeGracePeriods;
   /** Mount points in scope, in mountinfo order (each its own freeze wave unless waves set). */
   mounts: string[];
   waves?: string[][];
@@ -230,6 +252,7 @@ export function fakeGuest(mounts: string[]): FakeGuest {
     freezer: new FakeFreezer(),
     hooks: new FakeHooks(),
     clock: new FakeClock(),
+    gracePeriods: new FakeGracePeriods(),
     mounts,
   };
 }
@@ -254,6 +277,7 @@ export function fakeEngine(
     mounts: { select: (requested) => selection(guest, requested) },
     hooks: guest.hooks,
     store: guest.store,
+    gracePeriods: guest.gracePeriods,
   };
 }
 

@@ -18,6 +18,7 @@ import {
   readTextFileRaw,
   realpath,
   stat,
+  writeKernelSetting,
 } from "../../src/linux/files.ts";
 import { fileType } from "../../src/linux/structs.ts";
 import { isSyscallError, run, withTempDir } from "../_util/linux.ts";
@@ -204,5 +205,18 @@ Deno.test("readDir() throws SyscallError from opendir() for a missing path or a 
     await Deno.writeTextFile(`${dir}/file`, "");
     assert.throws(() => readDir(`${dir}/missing`), isSyscallError("opendir", "ENOENT"));
     assert.throws(() => readDir(`${dir}/file`), isSyscallError("opendir", "ENOTDIR"));
+  });
+});
+
+Deno.test("writeKernelSetting() writes an existing file in one write; never creates one", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/setting`, "0\n");
+    writeKernelSetting(`${dir}/setting`, "1\n");
+    assert.equal(await Deno.readTextFile(`${dir}/setting`), "1\n");
+    assert.throws(
+      () => writeKernelSetting(`${dir}/missing`, "1\n"),
+      isSyscallError("open", "ENOENT"),
+    );
+    assert.equal(await Deno.stat(`${dir}/missing`).catch(() => undefined), undefined);
   });
 });

@@ -169,6 +169,15 @@ function registerScenarios(agent: AgentSetup): void {
     },
   );
 
+  if (!baseline) {
+    vmTest(
+      `${label}: 3b. fsfreeze-expedite=true: each domfsfreeze returns with /sys/kernel/rcu_expedited back at 0 and the root frozen; freeze windows with and without it recorded`,
+      async () => {
+        await expediteScenario(booted(), agent);
+      },
+    );
+  }
+
   vmTest(
     `${label}: 4. snapshot-create-as --disk-only --atomic --quiesce under a MariaDB write load: fsck-clean, MariaDB starts without errors, every acknowledged row is there (${QUIESCED_CYCLES} cycles; one without --quiesce reported)`,
     async () => {
@@ -527,14 +536,81 @@ function checkQuiescedCycle(
   return problems;
 }
 
+// --- 3b. fsfreeze-expedite ------------------------------------------------------------------------
+
+const RCU_EXPEDITED = "/sys/kernel/rcu_expedited";
+/** Cycles per setting; each freeze comes a few seconds after the last thaw (a cold FIFREEZE). */
+const EXPEDITE_CYCLES = 3;
+const EXPEDITE_PAUSE_MS = 3000;
+
+/**
+ * The same cold freeze/thaw cycles without and with `fsfreeze-expedite=true`: with it, the kernel
+ * setting is back at 0 by the time each freeze has answered, the root is frozen, and the report's
+ * freeze windows are recorded beside the ones without it (never asserted). The config file is put
+ * back as it was.
+ */
+async function expediteScenario(guest: Guest, agent: AgentSetup): Promise<void> {
+  await ensureThawed(guest, "s3b");
+  assert.equal(await rcuExpedited(guest), "0", "the guest starts with normal grace periods");
+  const previous = await guest.console.ok("cat /etc/qemu/qemu-ga.conf 2>/dev/null || true");
+  const normal = await freezeWindows(guest, agent.kind, "normal");
+  try {
+    await useConf(guest, agent, "[general]\nfsfreeze-expedite=true\n");
+    const expedited = await freezeWindows(guest, agent.kind, "expedited");
+    results.observe(
+      agent.kind,
+      "3b. freeze windows (ms), cold freezes: normal | fsfreeze-expedite",
+      `${normal.join(", ")} | ${expedited.join(", ")}`,
+    );
+  } finally {
+    await useConf(guest, agent, previous === "" ? "" : `${previous}\n`);
+  }
+}
+
+/** Cold freeze/thaw cycles; after each freeze, rcu_expedited is 0 and the root frozen. */
+async function freezeWindows(guest: Guest, kind: AgentKind, label: string): Promise<string[]> {
+  const windows: string[] = [];
+  for (let cycle = 1; cycle <= EXPEDITE_CYCLES; cycle++) {
+    const tag = `s3b-${label}-${cycle}`;
+    await sleep(EXPEDITE_PAUSE_MS);
+    const froze = await timedVirsh(guest, kind, "domfsfreeze");
+    try {
+      assert.equal(froze.code, 0, froze.text);
+      assert.match(froze.text, /Froze 1 filesystem/);
+      assert.equal(await rcuExpedited(guest), "0", `cycle ${cycle}: answered with it still set`);
+      assert.equal(await rootFrozen(guest, tag), true, `cycle ${cycle}: the root is not frozen`);
+    } finally {
+      const thawed = await timedVirsh(guest, kind, "domfsthaw");
+      assert.equal(thawed.code, 0, thawed.text);
+    }
+    assert.equal(await probeCompletes(guest, tag), true, `cycle ${cycle}: a write still blocks`);
+    assert.equal(await rcuExpedited(guest), "0", `cycle ${cycle}: set after the thaw`);
+    const report = JSON.parse(await guest.console.ok("cat /run/fsfreeze-agent.report.json"));
+    windows.push(((report.freezeWindowUs ?? NaN) / 1000).toFixed(1));
+  }
+  return windows;
+}
+
+async function rcuExpedited(guest: Guest): Promise<string> {
+  return (await guest.console.ok(`cat ${RCU_EXPEDITED}`)).trim();
+}
+
 // --- 5. auto-thaw -------------------------------------------------------------------------------
 
 /** Writes qemu-ga.conf with the short fsfreeze-timeout and restarts the agent on it. */
 async function useShortFreezeTimeout(guest: Guest, agent: AgentSetup): Promise<void> {
-  const conf = `[general]\nfsfreeze-timeout=${FREEZE_TIMEOUT_S}\n`;
+  await useConf(guest, agent, `[general]\nfsfreeze-timeout=${FREEZE_TIMEOUT_S}\n`);
+}
+
+/** Writes qemu-ga.conf (removes it for "") and restarts the agent on it, unless it is so already. */
+async function useConf(guest: Guest, agent: AgentSetup, conf: string): Promise<void> {
   const current = await guest.console.ok("cat /etc/qemu/qemu-ga.conf 2>/dev/null || true");
   if (current === conf.trim()) return;
-  await guest.console.ok(`printf '${conf.replaceAll("\n", "\\n")}' >/etc/qemu/qemu-ga.conf`);
+  await guest.console.ok(
+    conf === ""
+      ? "rm -f /etc/qemu/qemu-ga.conf"
+      : `printf '${conf.replaceAll("\n", "\\n")}' >/etc/qemu/qemu-ga.conf`,
+  );
   const start = performance.now();
   await guest.console.ok(`systemctl restart ${agent.unit}`, { timeoutMs: 180_000 });
   assert.ok(
