@@ -60,6 +60,8 @@ export interface FreezeBenchOptions {
   imagesDir?: string;
   /** Mounts qemu-ga's namespace keeps although they are under /tmp (the bench's own tmpfs). */
   keepVisible?: readonly string[];
+  /** More options for our agent (`--ours-args`). */
+  oursArgs: readonly string[];
 }
 
 /** One freeze-list + thaw, as the host sees it. */
@@ -119,6 +121,7 @@ export async function measureFreeze(
   await using agent = await spawnAgent(kind, {
     dir,
     scope: mounts.mounts,
+    ...(kind === "ours" ? { args: options.oursArgs } : {}),
     ...(hook ? { hook } : {}),
     ...(hideMounts ? { hideMounts } : {}),
   });

@@ -38,6 +38,8 @@ export interface AgentOptions {
   scope?: readonly string[];
   /** qemu-ga only: run it in a private mount namespace with these mounts unmounted. */
   hideMounts?: readonly string[];
+  /** Ours only: more options, after the bench's own. */
+  args?: readonly string[];
 }
 
 /** A running process under test. */
@@ -156,6 +158,7 @@ async function spawnOurs(options: AgentOptions): Promise<BenchProcess> {
     statedir,
     `--fsfreeze-scope=${scope.join(",")}`,
     ...(options.hook ? [`-F${options.hook}`] : []),
+    ...options.args ?? [],
   ];
   const env = { QGA_CONF: `${options.dir}/qemu-ga.conf` };
   const flags = flagsFor(argv, env);

@@ -57,6 +57,8 @@ const USAGE = `usage: deno task bench [options]
   --requests N        requests before the second RSS reading (default 100000)
   --only LIST         serve,memory,freeze (default all)
   --images DIR        where the loop images live (default: a tmpfs of the bench's own)
+  --ours-args ARGS    more options for our agent in the freeze runs, space-separated
+                      (e.g. --fsfreeze-expedite)
   --quick             fewer runs and requests (a smoke run)
   --out FILE          JSON output (default bench/results/<time>.json)`;
 
@@ -97,6 +99,7 @@ function parseOptions(argv: string[]): Options {
       quick: { type: "boolean" },
       out: { type: "string" },
       images: { type: "string" },
+      "ours-args": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -146,6 +149,7 @@ function parseOptions(argv: string[]): Options {
       spacedCycles: int(values["spaced-cycles"], quick ? 1 : 3),
       imageMiB: 64,
       watchdogSeconds: 30,
+      oursArgs: (values["ours-args"] ?? "").split(" ").filter((arg) => arg !== ""),
     },
     out: values.out,
     images: values.images,
@@ -400,7 +404,10 @@ async function main(): Promise<void> {
   );
   print(
     `runs: ${options.runs} (start-up/memory/ping), ${options.freezeRuns} per freeze scenario; ` +
-      `medians over runs; ${options.freeze.dirtyMiB} MiB dirty per fs before the 1st cycle\n`,
+      `medians over runs; ${options.freeze.dirtyMiB} MiB dirty per fs before the 1st cycle` +
+      (options.freeze.oursArgs.length > 0
+        ? `; ours run with ${options.freeze.oursArgs.join(" ")}\n`
+        : "\n"),
   );
   print(table);
   const out = options.out ?? `${RESULTS_DIR}${started.toISOString().replace(/[:.]/g, "-")}.json`;
