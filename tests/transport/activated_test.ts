@@ -98,15 +98,24 @@ async function spawnActivated(options: ActivatedAgentOptions): Promise<AgentProc
   return new AgentProcess(child, dir, options.socketPath, statedir, argv, false);
 }
 
-/** Connects once the socket exists (under systemd-socket-activate this starts the agent). */
+/**
+ * Connects once the socket listens (under systemd-socket-activate this starts the agent). The
+ * launcher binds before it listens: a connect in between is refused, and is tried again.
+ */
 async function connectWhenBound(agent: AgentProcess): Promise<QgaClient> {
   const until = Date.now() + 15_000;
-  while (!await Deno.lstat(agent.socketPath).then(() => true, () => false)) {
+  for (;;) {
+    if (await Deno.lstat(agent.socketPath).then(() => true, () => false)) {
+      try {
+        return await agent.connect();
+      } catch (err) {
+        if (!(err instanceof Deno.errors.ConnectionRefused)) throw err;
+      }
+    }
     if (agent.exited) throw new Error(`launcher exited early:\n${agent.stderr}`);
-    if (Date.now() > until) throw new Error(`socket never appeared:\n${agent.stderr}`);
+    if (Date.now() > until) throw new Error(`socket never listened:\n${agent.stderr}`);
     await delay(20);
   }
-  return await agent.connect();
 }
 
 /** The exit status of an agent expected to stop on its own (a start-up failure). */
