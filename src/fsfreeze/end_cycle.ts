@@ -9,8 +9,8 @@
  * @module
  */
 
-import { restoreGracePeriods } from "./expedite.ts";
 import { acquireLock, type Engine } from "./engine.ts";
+import { restoreGracePeriods } from "./expedite.ts";
 import type { ThawOutcome } from "./freezer.ts";
 import type { PhaseResult } from "./hook_phase.ts";
 import { thawList } from "./ordering.ts";

@@ -5,9 +5,9 @@
  * @module
  */
 
+import { readTextFileRaw, writeKernelSetting } from "../linux/files.ts";
 import type { Logger } from "../log.ts";
 import { sleep } from "../sleep.ts";
-import { readTextFileRaw, writeKernelSetting } from "../linux/files.ts";
 import type { Clock, Engine, EngineConfig, GracePeriods } from "./engine.ts";
 import { freezeMounts, thawMounts } from "./freezer.ts";
 import { hookRunner } from "./hook_phase.ts";
