@@ -13,8 +13,8 @@
 
 import { cString, errnoError, lastErrno, libc } from "./_libc.ts";
 import { Errno, SyscallError } from "./errno.ts";
-import { close, closeQuietly, O_CLOEXEC, O_RDONLY, open, write } from "./fd.ts";
-import { readChunk } from "./files.ts";
+import { close, closeQuietly, O_CLOEXEC, write } from "./fd.ts";
+import { readTextFileRaw } from "./files.ts";
 import { STATX_BASIC_STATS, STATX_SIZE } from "./structs.ts";
 
 /** open(2) flags used here (identical on x86_64 and aarch64). */
@@ -27,7 +27,6 @@ const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 /** The state file and the report are a few KiB; this bounds a read of a damaged one. */
 const READ_LIMIT_BYTES = 1024 * 1024;
-const READ_CHUNK_BYTES = 4096;
 
 /**
  * Creates `path` with `mode` (`O_CREAT|O_EXCL|O_NOFOLLOW`: nothing that is there already, a
@@ -67,41 +66,17 @@ function writeAll(fd: number, bytes: Uint8Array<ArrayBuffer>, path: string): voi
  * Reads a whole small file as UTF-8 (invalid bytes become U+FFFD), or `undefined` when there is
  * none. A symlink there is not followed (ELOOP).
  * @throws {SyscallError} for anything but ENOENT
- * @throws {RangeError} when it is 1 MiB or larger
+ * @throws {RangeError} when it is larger than 1 MiB
  */
 export function readOwnFile(path: string): string | undefined {
-  let fd: number;
   try {
-    fd = open(path, O_RDONLY | O_NOFOLLOW);
+    return readTextFileRaw(path, { maxBytes: READ_LIMIT_BYTES, noFollow: true });
   } catch (err) {
-    if (err instanceof SyscallError && err.errno === Errno.ENOENT) return undefined;
+    if (err instanceof SyscallError && err.syscall === "open" && err.errno === Errno.ENOENT) {
+      return undefined;
+    }
     throw err;
   }
-  try {
-    return new TextDecoder().decode(readAll(fd, path));
-  } finally {
-    close(fd);
-  }
-}
-
-function readAll(fd: number, path: string): Uint8Array {
-  let bytes = new Uint8Array(READ_CHUNK_BYTES);
-  let length = 0;
-  for (;;) {
-    if (length === bytes.byteLength) bytes = grown(bytes, path);
-    const count = readChunk(fd, bytes.subarray(length), path);
-    if (count === 0) return bytes.subarray(0, length);
-    length += count;
-  }
-}
-
-function grown(bytes: Uint8Array<ArrayBuffer>, path: string): Uint8Array<ArrayBuffer> {
-  if (bytes.byteLength >= READ_LIMIT_BYTES) {
-    throw new RangeError(`"${path}" is ${READ_LIMIT_BYTES} bytes or larger`);
-  }
-  const larger = new Uint8Array(bytes.byteLength * 2);
-  larger.set(bytes);
-  return larger;
 }
 
 /**
