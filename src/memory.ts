@@ -31,36 +31,54 @@ export function reclaimMemory(): void {
   }
 }
 
-/** Watches the input and reclaims memory once a burst has ended. */
+/**
+ * Watches the input and reclaims memory once a burst has ended. During a burst every read only
+ * notes the time: the one timer checks, when it fires, whether the channel has been quiet long
+ * enough, and waits for the rest if not (a timer per read cost every request of a flood).
+ */
 export class MemoryReclaimer implements Disposable {
   readonly #reclaim: () => void;
   readonly #quietMs: number;
+  readonly #now: () => number;
   #bytes = 0;
   #messages = 0;
+  #lastInputAt = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(reclaim: () => void = reclaimMemory, quietMs = QUIET_MS) {
+  constructor(
+    reclaim: () => void = reclaimMemory,
+    quietMs = QUIET_MS,
+    now: () => number = () => performance.now(),
+  ) {
     this.#reclaim = reclaim;
     this.#quietMs = quietMs;
+    this.#now = now;
   }
 
   /** One read brought `bytes` bytes and completed `messages` messages (errors included). */
   received(bytes: number, messages: number): void {
     this.#bytes += bytes;
     this.#messages += messages;
-    const burst = this.#bytes >= BURST_BYTES || this.#messages >= BURST_MESSAGES;
-    if (burst || this.#timer !== undefined) this.#schedule();
+    if (this.#timer !== undefined) {
+      this.#lastInputAt = this.#now();
+    } else if (this.#bytes >= BURST_BYTES || this.#messages >= BURST_MESSAGES) {
+      this.#lastInputAt = this.#now();
+      this.#wait(this.#quietMs);
+    }
   }
 
-  #schedule(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#bytes = 0;
-      this.#messages = 0;
-      this.#reclaim();
-    }, this.#quietMs);
+  #wait(ms: number): void {
+    this.#timer = setTimeout(() => this.#reclaimIfQuiet(), ms);
     Deno.unrefTimer(this.#timer);
+  }
+
+  #reclaimIfQuiet(): void {
+    const quietFor = this.#now() - this.#lastInputAt;
+    if (quietFor < this.#quietMs) return this.#wait(this.#quietMs - quietFor);
+    this.#timer = undefined;
+    this.#bytes = 0;
+    this.#messages = 0;
+    this.#reclaim();
   }
 
   [Symbol.dispose](): void {

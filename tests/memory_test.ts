@@ -17,6 +17,22 @@ Deno.test("MemoryReclaimer reclaims once a burst's channel has been quiet, not d
   assert.equal(reclaims, 1, "once per burst");
 });
 
+Deno.test("MemoryReclaimer waits for quiet after the last input, however long a burst lasts", async () => {
+  let reclaims = 0;
+  let now = 0;
+  using reclaimer = new MemoryReclaimer(() => reclaims++, 20, () => now);
+  reclaimer.received(BURST_BYTES, 1);
+  for (let i = 0; i < 5; i++) {
+    await tick(30); // the timer fires at least once per turn, and finds input as recent as ever
+    now += 30;
+    reclaimer.received(30, 1);
+  }
+  assert.equal(reclaims, 0, "input kept arriving (by the clock the reclaimer reads)");
+  now += 20;
+  await tick(100);
+  assert.equal(reclaims, 1, "quiet for the whole period since the last input");
+});
+
 Deno.test("MemoryReclaimer leaves ordinary traffic alone and counts many small messages", async () => {
   let reclaims = 0;
   using reclaimer = new MemoryReclaimer(() => reclaims++, 20);
