@@ -45,13 +45,13 @@ import { type FloorSample, measureFloor, measureServeRun, type ServeOptions } fr
 import { measureMemoryRun, type MemoryOptions } from "./_memory.ts";
 
 const USAGE = `usage: deno task bench [options]
-  --runs N            runs of start-up, memory and ping per agent (default 5)
+  --runs N            runs of start-up, memory and ping per agent (default 50)
   --freeze-runs N     runs of each freeze scenario per agent (default 3)
   --counts LIST       filesystem counts (default 1,8,32)
   --busy-counts LIST  filesystem counts measured again on a busy machine (default 1,32)
   --hooks LIST        none,trivial (default both)
   --dirty-mib N       MiB written to each filesystem before the first freeze (default 16)
-  --steady-cycles N   freeze+thaw cycles after the first, back to back (default 5)
+  --steady-cycles N   freeze+thaw cycles after the first, back to back (default 50)
   --spaced-cycles N   cycles after those, each 1 s after the previous (default 3)
   --pings N           timed guest-pings per agent and run (default 10000)
   --requests N        requests before the second RSS reading (default 100000)
@@ -145,7 +145,7 @@ function parseOptions(argv: string[]): Options {
     },
     freeze: {
       dirtyMiB: int(values["dirty-mib"], 16),
-      steadyCycles: Math.max(1, int(values["steady-cycles"], quick ? 3 : 5)),
+      steadyCycles: Math.max(1, int(values["steady-cycles"], quick ? 10 : 50)),
       spacedCycles: int(values["spaced-cycles"], quick ? 1 : 3),
       imageMiB: 64,
       watchdogSeconds: 30,
