@@ -10,6 +10,12 @@
  * watchdog that has gone fails the write (EPIPE), and the agent arms a fresh one before anything
  * freezes. The answers are read in the background and checked: a refusal is logged.
  *
+ * A watchdog that stops reading (stopped, or its cgroup frozen) must not hang the freeze: a write
+ * that cannot complete within {@link ANSWER_WAIT_MS} fails the arming, and once an answer is that
+ * much overdue the link doubts the watchdog: each arming then waits for its answer before anything
+ * freezes, until one comes. A healthy watchdog answers within milliseconds, so only a stuck one
+ * pays.
+ *
  * A watchdog the agent has to start itself is not waited for before the FIFREEZEs (#44): once its
  * process runs, it holds the recorded cycle as it comes up (it arms itself from the state file).
  * The arming follows when it listens, and the freeze's reply waits for that: a watchdog that exits
@@ -28,6 +34,11 @@ import type { WatchdogReply } from "./watchdog.ts";
 const START_WAIT_MS = 60_000;
 /** How often to look for a new watchdog's socket (a failed connect costs microseconds). */
 const RETRY_MS = 5;
+/**
+ * How long a write of an arming, or an answer, may take before the watchdog counts as stuck
+ * (a healthy one answers in milliseconds, also in a slow guest).
+ */
+export const ANSWER_WAIT_MS = 5_000;
 
 const encoder = new TextEncoder();
 /** An arming that a running watchdog's socket holds. */
@@ -45,6 +56,16 @@ export interface LinkOptions {
   start(): Promise<{ exited: Promise<unknown> }>;
   clock: Clock;
   log: Logger;
+  /** @default ANSWER_WAIT_MS */
+  answerWaitMs?: number;
+}
+
+/** An arming sent on the current connection and not answered yet. */
+interface Unanswered {
+  cycle: string;
+  sentAt: number;
+  /** Set while an arming waits for this answer (the watchdog is in doubt). */
+  answered?: () => void;
 }
 
 /** The agent's connection to its watchdog. */
@@ -53,8 +74,10 @@ export class WatchdogLink implements Arming {
   #conn: Deno.UnixConn | undefined;
   /** A watchdog the agent started and is waiting for (one at a time). */
   #starting: Promise<Deno.UnixConn> | undefined;
-  /** Cycles armed on the current connection whose answers have not been read yet. */
-  #unanswered: string[] = [];
+  /** Armings sent on the current connection whose answers have not been read yet. */
+  #unanswered: Unanswered[] = [];
+  /** An answer came too late, or a write could not complete: armings wait for their answers. */
+  #doubted = false;
 
   constructor(options: LinkOptions) {
     this.#options = options;
@@ -68,37 +91,95 @@ export class WatchdogLink implements Arming {
    */
   async arm(state: FrozenState): Promise<Armed> {
     const line = encoder.encode(JSON.stringify({ arm: state.cycle }) + "\n");
+    if (this.#answerOverdue()) this.#doubted = true;
     if (this.#conn !== undefined) {
       try {
-        await this.#send(this.#conn, line, state.cycle);
+        await this.#sendAndCheck(this.#conn, line, state.cycle);
         return CONFIRMED;
-      } catch {
+      } catch (err) {
         this.close(); // the watchdog has gone (restarted, or left): reach or start another
+        if (err instanceof WatchdogStuck) throw err; // it still listens: reaching it again won't do
       }
     }
     const reached = await this.#reachOrStart();
     if ("conn" in reached) {
-      await this.#send(reached.conn, line, state.cycle);
+      await this.#sendAndCheck(reached.conn, line, state.cycle);
       return CONFIRMED;
     }
-    return { confirmed: reached.starting.then((conn) => this.#send(conn, line, state.cycle)) };
+    return {
+      confirmed: reached.starting.then((conn) => this.#sendAndCheck(conn, line, state.cycle)),
+    };
   }
 
   /** Drops the connection (a watchdog the agent started then exits when idle). */
   close(): void {
     if (this.#conn !== undefined) closeQuietly(this.#conn);
     this.#conn = undefined;
+    for (const { answered } of this.#unanswered) answered?.();
     this.#unanswered = [];
   }
 
-  async #send(conn: Deno.UnixConn, line: Uint8Array, cycle: string): Promise<void> {
+  /** Sends the arming; while the watchdog is in doubt, also waits for its answer. */
+  async #sendAndCheck(conn: Deno.UnixConn, line: Uint8Array, cycle: string): Promise<void> {
+    const sent: Unanswered = { cycle, sentAt: this.#options.clock.now() };
+    const answered = this.#doubted
+      ? new Promise<boolean>((resolve) => sent.answered = () => resolve(conn === this.#conn))
+      : undefined;
+    await this.#send(conn, line, sent);
+    if (answered === undefined) return;
+    const inTime = await this.#within(answered);
+    if (inTime === true) return;
+    if (inTime === false) {
+      throw new Error(`the watchdog on ${this.#options.socketPath} closed the connection`);
+    }
+    if (conn === this.#conn) this.close();
+    throw new WatchdogStuck(
+      `the watchdog on ${this.#options.socketPath} has not answered an arming for ${
+        this.#waitMs / 1000
+      } s`,
+    );
+  }
+
+  async #send(conn: Deno.UnixConn, line: Uint8Array, sent: Unanswered): Promise<void> {
+    this.#unanswered.push(sent);
+    let written: boolean | undefined;
     try {
-      await writeAll(conn, line);
+      written = await this.#within(writeAll(conn, line).then(() => true));
     } catch (err) {
       if (conn === this.#conn) this.close();
       throw err;
     }
-    this.#unanswered.push(cycle);
+    if (written) return;
+    this.#doubted = true;
+    if (conn === this.#conn) this.close(); // a write still pending fails with the connection
+    throw new WatchdogStuck(
+      `the watchdog on ${this.#options.socketPath} has not read its socket for ${
+        this.#waitMs / 1000
+      } s`,
+    );
+  }
+
+  get #waitMs(): number {
+    return this.#options.answerWaitMs ?? ANSWER_WAIT_MS;
+  }
+
+  /** What `promise` settles with, or `undefined` once the wait for an answer is over. */
+  async #within<T>(promise: Promise<T>): Promise<T | undefined> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), this.#waitMs);
+    });
+    try {
+      return await Promise.race([promise, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Whether the oldest arming on this connection has waited for its answer too long. */
+  #answerOverdue(): boolean {
+    const oldest = this.#unanswered[0];
+    return oldest !== undefined && this.#options.clock.now() - oldest.sentAt > this.#waitMs;
   }
 
   /** A listening watchdog, or one started now (or earlier) that is still coming up. */
@@ -131,7 +212,6 @@ export class WatchdogLink implements Arming {
 
   #adopt(conn: Deno.UnixConn): Deno.UnixConn {
     this.#conn = conn;
-    this.#unanswered = [];
     conn.unref(); // the answers alone never keep the agent running
     this.#readAnswers(conn).catch(() => {}); // ends when the connection does
     return conn;
@@ -154,7 +234,10 @@ export class WatchdogLink implements Arming {
   }
 
   #answered(line: string): void {
-    const cycle = this.#unanswered.shift();
+    const sent = this.#unanswered.shift();
+    this.#doubted = false; // it reads and answers
+    sent?.answered?.();
+    const cycle = sent?.cycle;
     let reply: WatchdogReply | undefined;
     try {
       reply = JSON.parse(line) as WatchdogReply;
@@ -167,6 +250,9 @@ export class WatchdogLink implements Arming {
     this.#options.log.error("the thaw watchdog did not arm the cycle", { cycle, answer });
   }
 }
+
+/** The watchdog listens but does not read its socket, or does not answer. */
+class WatchdogStuck extends Error {}
 
 async function writeAll(conn: Deno.UnixConn, bytes: Uint8Array): Promise<void> {
   for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));

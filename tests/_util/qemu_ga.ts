@@ -108,28 +108,42 @@ export class QemuGaProcess implements AsyncDisposable {
     return log.split("\n").filter((line) => line.includes("read data")).join("\n");
   }
 
-  /**
-   * SIGTERM, then SIGKILL if it has not exited within {@link TERM_GRACE_MS}: qemu-ga 7.2 can log
-   * "received signal num 15, quitting" and then never leave (seen once on a loaded machine, a
-   * client having gone at the same moment).
-   */
+  /** Ends it with {@link terminateQemuGa} (woken first, in case a test stopped it). */
   async [Symbol.asyncDispose](): Promise<void> {
     this.signal("SIGCONT");
-    this.signal("SIGTERM");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const grace = new Promise<"late">((resolve) =>
-      timer = setTimeout(resolve, TERM_GRACE_MS, "late")
-    );
-    try {
-      if (await Promise.race([this.#child.status, grace]) === "late") await this.kill("SIGKILL");
-    } finally {
-      clearTimeout(timer);
-    }
+    await terminateQemuGa(this.#child);
   }
 }
 
 /** How long qemu-ga gets to leave after SIGTERM. */
 const TERM_GRACE_MS = 10_000;
+
+/**
+ * SIGTERM to a qemu-ga the test started, then SIGKILL if it has not exited within
+ * {@link TERM_GRACE_MS}: qemu-ga 7.2 can log "received signal num 15, quitting" and then never
+ * leave (seen on loaded machines, a client having gone at the same moment: it waits on a lock,
+ * SIGTERM blocked). Waits for it.
+ */
+export async function terminateQemuGa(child: Deno.ChildProcess): Promise<void> {
+  const signal = (name: Deno.Signal): void => {
+    try {
+      child.kill(name);
+    } catch {
+      // gone
+    }
+  };
+  signal("SIGTERM");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const grace = new Promise<"late">((resolve) =>
+    timer = setTimeout(resolve, TERM_GRACE_MS, "late")
+  );
+  try {
+    if (await Promise.race([child.status, grace]) === "late") signal("SIGKILL");
+    await child.status;
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 function spawn(dir: string, args: string[]): Deno.ChildProcess {
   return new Deno.Command(QEMU_GA, {

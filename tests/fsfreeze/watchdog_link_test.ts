@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import type { Clock } from "../../src/fsfreeze/engine.ts";
 import { systemClock } from "../../src/fsfreeze/mechanism.ts";
 import type { FrozenState } from "../../src/fsfreeze/state.ts";
 import { WatchdogLink } from "../../src/fsfreeze/watchdog_link.ts";
@@ -89,6 +90,32 @@ class FakeWatchdog implements AsyncDisposable {
     }
     await this.#serving;
   }
+}
+
+/** A watchdog that accepts connections and never reads them (stopped, or its cgroup frozen). */
+class DeafWatchdog implements Disposable {
+  readonly #listener: Deno.UnixListener;
+  readonly #conns: Deno.UnixConn[] = [];
+
+  constructor(path: string) {
+    this.#listener = Deno.listen({ transport: "unix", path });
+    this.#accept().catch(() => {});
+  }
+
+  async #accept(): Promise<void> {
+    for await (const conn of this.#listener) this.#conns.push(conn);
+  }
+
+  [Symbol.dispose](): void {
+    this.#listener.close();
+    for (const conn of this.#conns) conn.close();
+  }
+}
+
+/** A clock whose time moves only when the test says so. */
+function manualClock(): Clock & { advance(ms: number): void } {
+  let now = 1_000_000;
+  return { now: () => now, sleep: systemClock.sleep, advance: (ms) => now += ms };
 }
 
 function delay(ms: number): Promise<void> {
@@ -223,4 +250,64 @@ Deno.test("WatchdogLink.arm() fails when no watchdog can be started", async () =
     log: new FakeLog(),
   });
   await assert.rejects(link.arm(cycle("c1")), /spawn failed/);
+});
+
+Deno.test("WatchdogLink: a watchdog that stops reading fails an arming instead of hanging it", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/watchdog.sock`;
+  using _deaf = new DeafWatchdog(path);
+  const clock = manualClock(); // still: no answer is ever overdue, only the writes can stall
+  const link = new WatchdogLink({
+    socketPath: path,
+    start: noStart,
+    clock,
+    log: new FakeLog(),
+    answerWaitMs: 200,
+  });
+  try {
+    let failure: unknown;
+    for (let i = 0; i < 100_000 && failure === undefined; i++) {
+      await link.arm(cycle(`c${i}`)).catch((err) => failure = err);
+    }
+    assert.match(String(failure), /has not read its socket for 0.2 s/, "its socket filled up");
+    // The next arming reaches it again, and now waits for the answer that does not come.
+    await assert.rejects(link.arm(cycle("next")), /has not answered an arming for 0.2 s/);
+  } finally {
+    link.close();
+  }
+});
+
+Deno.test("WatchdogLink: an overdue answer makes armings wait for theirs, until one comes", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/watchdog.sock`;
+  let answering = false;
+  await using watchdog = new FakeWatchdog(path, (line) => answering ? armed(line) : undefined);
+  const clock = manualClock();
+  const log = new FakeLog();
+  const link = new WatchdogLink({
+    socketPath: path,
+    start: noStart,
+    clock,
+    log,
+    answerWaitMs: 200,
+  });
+  try {
+    await link.arm(cycle("c1")); // sent; its answer does not come
+    await watchdog.received(1);
+    clock.advance(201);
+    await assert.rejects(link.arm(cycle("c2")), /has not answered an arming for 0.2 s/);
+    answering = true;
+    await link.arm(cycle("c3")); // waits for its answer, which comes
+    answering = false;
+    await link.arm(cycle("c4")); // trusted again: sent, not waited for (it would fail)
+    assert.deepEqual(await watchdog.received(4), [
+      '{"arm":"c1"}',
+      '{"arm":"c2"}',
+      '{"arm":"c3"}',
+      '{"arm":"c4"}',
+    ]);
+    assert.deepEqual(log.lines, []);
+  } finally {
+    link.close();
+  }
 });

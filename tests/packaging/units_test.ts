@@ -18,7 +18,7 @@ import { parseCompileArgs } from "../../tools/compile.ts";
 import { statePaths } from "../../src/fsfreeze/mod.ts";
 import { createRegistry } from "../../src/commands/mod.ts";
 import { QgaClient } from "../_util/agent.ts";
-import { ALWAYS_BLOCKED, FREEZE_COMMANDS, QEMU_GA } from "../_util/qemu_ga.ts";
+import { ALWAYS_BLOCKED, FREEZE_COMMANDS, QEMU_GA, terminateQemuGa } from "../_util/qemu_ga.ts";
 
 const PACKAGING = new URL("../../packaging/", import.meta.url).pathname;
 const UNITS = { serial: "fsfreeze-agent.service", vsock: "fsfreeze-agent-vsock.service" } as const;
@@ -324,8 +324,7 @@ Deno.test("the delegate's unit, run as written (paths moved to a test dir), refu
     const reply = await connected.request({ execute: "guest-fsfreeze-status" });
     assert.equal((reply.error as { class: string }).class, "CommandNotFound");
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
+    await terminateQemuGa(child);
     await Deno.remove(dir, { recursive: true });
   }
 });
