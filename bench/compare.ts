@@ -45,7 +45,7 @@ import { type FloorSample, measureFloor, measureServeRun, type ServeOptions } fr
 import { measureMemoryRun, type MemoryOptions } from "./_memory.ts";
 
 const USAGE = `usage: deno task bench [options]
-  --runs N            runs of start-up, memory and ping per agent (default 50)
+  --runs N            runs of start-up, memory and ping per agent (default 5)
   --freeze-runs N     runs of each freeze scenario per agent (default 3)
   --counts LIST       filesystem counts (default 1,8,32)
   --busy-counts LIST  filesystem counts measured again on a busy machine (default 1,32)

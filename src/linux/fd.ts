@@ -12,12 +12,20 @@ import { cString, errnoError, libc } from "./_libc.ts";
 
 /** open(2) flags (identical on x86_64 and aarch64). */
 export const O_RDONLY = 0;
+/** open(2): write only. */
+export const O_WRONLY = 1;
 /** open(2): read and write. */
 export const O_RDWR = 2;
+/** open(2): create the file if it is absent. */
+export const O_CREAT = 0o100;
+/** open(2), with O_CREAT: fail with EEXIST if anything is there (a symlink included). */
+export const O_EXCL = 0o200;
 /** open(2): a terminal does not become the controlling terminal. */
 export const O_NOCTTY = 0o400;
 /** open(2): reads and writes never block. */
 export const O_NONBLOCK = 0o4000;
+/** open(2): fail with ELOOP if the last component is a symbolic link. */
+export const O_NOFOLLOW = 0o400000;
 /** open(2): closed on exec; {@link open} always adds it. */
 export const O_CLOEXEC = 0o2000000;
 

@@ -21,8 +21,10 @@ import {
   libc,
 } from "./_libc.ts";
 import { Errno, errnoNumber, SyscallError } from "./errno.ts";
-import { close, closeQuietly, O_RDONLY, open, read, write } from "./fd.ts";
+import { close, closeQuietly, O_NOFOLLOW, O_RDONLY, O_WRONLY, open, read, write } from "./fd.ts";
 import {
+  AT_FDCWD,
+  AT_SYMLINK_NOFOLLOW,
   DIRENT_RECLEN_OFFSET,
   type DirEntry,
   type FileStat,
@@ -34,10 +36,6 @@ import {
 
 export type { DirEntry, FileStat };
 
-/** `AT_FDCWD`: resolve a relative path from the current directory. */
-const AT_FDCWD = -100;
-/** `AT_SYMLINK_NOFOLLOW`: lstat rather than stat. */
-const AT_SYMLINK_NOFOLLOW = 0x100;
 /** `PATH_MAX` (<linux/limits.h>): the longest path, with its NUL, that the kernel resolves. */
 const PATH_MAX = 4096;
 const READ_CHUNK_BYTES = 64 * 1024;
@@ -101,10 +99,6 @@ export function readSmallFile(path: string, options: ReadSmallFileOptions = {}):
 export function readTextFileRaw(path: string, options: ReadSmallFileOptions = {}): string {
   return new TextDecoder().decode(readSmallFile(path, options));
 }
-
-/** open(2) flags used here besides fd.ts's (identical on x86_64 and aarch64). */
-const O_WRONLY = 1;
-const O_NOFOLLOW = 0o400000;
 
 /**
  * Writes `text` to an existing kernel file (a sysfs or procfs setting) with open/write/close; the

@@ -8,12 +8,8 @@
 
 import { cString, errnoError, lastErrno, libc } from "./_libc.ts";
 import { Errno } from "./errno.ts";
-import { O_CLOEXEC, O_NONBLOCK, O_RDWR } from "./fd.ts";
+import { O_CLOEXEC, O_CREAT, O_NOFOLLOW, O_NONBLOCK, O_RDWR } from "./fd.ts";
 import { type FileStat, readStatx, STATX_BASIC_STATS, STATX_SIZE } from "./structs.ts";
-
-/** open(2) flags used here (identical on x86_64 and aarch64). */
-const O_CREAT = 0o100;
-const O_NOFOLLOW = 0o400000;
 
 /** flock(2) operations. */
 export const LOCK_EX = 2;

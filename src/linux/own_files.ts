@@ -13,18 +13,19 @@
 
 import { cString, errnoError, lastErrno, libc } from "./_libc.ts";
 import { Errno, SyscallError } from "./errno.ts";
-import { close, closeQuietly, O_CLOEXEC, write } from "./fd.ts";
+import {
+  close,
+  closeQuietly,
+  O_CLOEXEC,
+  O_CREAT,
+  O_EXCL,
+  O_NOFOLLOW,
+  O_WRONLY,
+  write,
+} from "./fd.ts";
 import { readTextFileRaw } from "./files.ts";
-import { STATX_BASIC_STATS, STATX_SIZE } from "./structs.ts";
+import { AT_FDCWD, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, STATX_SIZE } from "./structs.ts";
 
-/** open(2) flags used here (identical on x86_64 and aarch64). */
-const O_WRONLY = 1;
-const O_CREAT = 0o100;
-const O_EXCL = 0o200;
-const O_NOFOLLOW = 0o400000;
-/** `AT_FDCWD` and `AT_SYMLINK_NOFOLLOW` for statx(2). */
-const AT_FDCWD = -100;
-const AT_SYMLINK_NOFOLLOW = 0x100;
 /** The state file and the report are a few KiB; this bounds a read of a damaged one. */
 const READ_LIMIT_BYTES = 1024 * 1024;
 

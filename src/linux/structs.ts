@@ -41,6 +41,11 @@
  * ```
  */
 export const STATX_SIZE = 256;
+
+/** statx(2)'s `AT_FDCWD`: resolve a relative path from the current directory. */
+export const AT_FDCWD = -100;
+/** statx(2)'s `AT_SYMLINK_NOFOLLOW`: lstat rather than stat. */
+export const AT_SYMLINK_NOFOLLOW = 0x100;
 const STATX_NLINK = 16;
 const STATX_UID = 20;
 const STATX_GID = 24;
