@@ -82,6 +82,11 @@ export class AgentLogger implements Logger {
     this.#file = openOwnFile(this.#filePath, { append: true, mode: 0o640, what: "log file" });
   }
 
+  /** Whether a log file is configured. */
+  get writesFile(): boolean {
+    return this.#filePath !== undefined;
+  }
+
   /** Whether file output is being held in memory. */
   get holding(): boolean {
     return this.#held !== undefined;

@@ -101,11 +101,6 @@ function select(engine: Engine, mountpoints?: readonly string[]): Selection {
 /** Records the cycle and its report (under the lock). */
 function startCycle(ctx: FreezeContext, command: string, selection: Selection): StartedCycle {
   const { engine } = ctx;
-  if (engine.store.exists()) {
-    throw genericError(
-      `a freeze cycle is already recorded in ${engine.store.paths.state}; thaw it first`,
-    );
-  }
   const startedAt = engine.clock.now();
   const timeout = engine.config.fsfreezeTimeout;
   const deadline = timeout > 0 ? startedAt + timeout * 1000 : null;
@@ -129,16 +124,22 @@ function startCycle(ctx: FreezeContext, command: string, selection: Selection): 
     hooks: [],
     mounts: [...selection.skipped],
   };
-  for (const skipped of selection.skipped) {
-    engine.log.info("not freezing", { mount: skipped.mountPoint, reason: skipped.reason });
-  }
+  let recorded: boolean;
   try {
-    engine.store.write(state);
+    recorded = engine.store.record(state);
   } catch (err) {
     throw genericError(
       `cannot record the freeze state in ${engine.config.statedir}: ${(err as Error).message}`,
       { cause: err },
     );
+  }
+  if (!recorded) {
+    throw genericError(
+      `a freeze cycle is already recorded in ${engine.store.paths.state}; thaw it first`,
+    );
+  }
+  for (const skipped of selection.skipped) {
+    engine.log.info("not freezing", { mount: skipped.mountPoint, reason: skipped.reason });
   }
   ctx.reported(report);
   return { state, report, selection };

@@ -10,6 +10,8 @@
 
 /** The log as frozen mode drives it (log.ts's AgentLogger). */
 export interface HoldingLog {
+  /** Whether there is a log file to hold (without one, holding is nothing to tell). */
+  readonly writesFile: boolean;
   info(msg: string): void;
   holdFileWrites(): void;
   releaseFileWrites(): void;
@@ -51,7 +53,7 @@ export class FrozenMode {
   /** Enters frozen mode (before the first FIFREEZE); `deadline` is epoch ms or null. */
   enter(deadline: number | null, now: number): void {
     if (this.#active) return;
-    this.#log.info("disabling logging to files due to filesystem freeze");
+    if (this.#log.writesFile) this.#log.info("disabling logging to files due to filesystem freeze");
     this.#log.holdFileWrites();
     this.#active = true;
     this.#poll = setInterval(() => this.#hooks.poll(), OUTSIDE_THAW_POLL_MS);
@@ -69,7 +71,9 @@ export class FrozenMode {
     if (!this.#active) return;
     this.#active = false;
     this.#log.releaseFileWrites();
-    this.#log.info("logging to files re-enabled due to filesystem unfreeze");
+    if (this.#log.writesFile) {
+      this.#log.info("logging to files re-enabled due to filesystem unfreeze");
+    }
     this.#hooks.thawed?.();
   }
 

@@ -115,6 +115,11 @@ export interface StateStore {
   read(): FrozenState | undefined;
   /** Whether a cycle is recorded (an lstat: never touches contents, as qemu-ga). */
   exists(): boolean;
+  /**
+   * Records a new cycle: creates the state file, never replacing one (then false, nothing
+   * written) — one system call fewer than {@link exists} before {@link write}.
+   */
+  record(state: FrozenState): boolean;
   write(state: FrozenState): void;
   remove(): void;
   /** Takes the cycle lock if nobody holds it. */
@@ -143,14 +148,18 @@ export class FileStateStore implements StateStore {
     return entryExists(this.paths.state);
   }
 
-  write(state: FrozenState): void {
-    const text = JSON.stringify(state) + "\n";
+  record(state: FrozenState): boolean {
     try {
-      createFileExclusive(this.paths.state, encoder.encode(text), 0o600);
+      createFileExclusive(this.paths.state, encoder.encode(JSON.stringify(state) + "\n"), 0o600);
+      return true;
     } catch (err) {
-      if (!(err instanceof SyscallError) || err.errno !== Errno.EEXIST) throw err;
-      writeFileAtomic(this.paths.state, text);
+      if (err instanceof SyscallError && err.errno === Errno.EEXIST) return false;
+      throw err;
     }
+  }
+
+  write(state: FrozenState): void {
+    if (!this.record(state)) writeFileAtomic(this.paths.state, JSON.stringify(state) + "\n");
   }
 
   remove(): void {

@@ -48,7 +48,15 @@ export interface ReadSmallFileOptions {
   maxBytes?: number;
   /** Refuse a symbolic link at `path` (ELOOP) instead of following it. @default false */
   noFollow?: boolean;
+  /**
+   * `path` is a regular file: a read(2) that returns less than asked is its end (one system call
+   * fewer). Never for procfs or sysfs files, which are read in pieces. @default false
+   */
+  regularFile?: boolean;
 }
+
+/** One read buffer for every {@link readSmallFile} (synchronous: never used twice at once). */
+let sharedReadBuffer: Uint8Array<ArrayBuffer> | undefined;
 
 /** read(2) into `buffer`, retried on EINTR; 0 at end of file. */
 function readChunk(fd: number, buffer: Uint8Array<ArrayBuffer>, path: string): number {
@@ -62,8 +70,8 @@ function readChunk(fd: number, buffer: Uint8Array<ArrayBuffer>, path: string): n
 }
 
 /**
- * Reads a whole file with open/read/close until read(2) returns 0 (procfs and sysfs files report
- * size 0, so the size is never trusted).
+ * Reads a whole file with open/read/close until read(2) returns 0, or, for a regular file, less
+ * than asked (procfs and sysfs files report size 0, so the size is never trusted).
  * @throws {SyscallError} when it cannot be opened or read
  * @throws {RangeError} when it is longer than `maxBytes`
  */
@@ -73,11 +81,12 @@ export function readSmallFile(path: string, options: ReadSmallFileOptions = {}):
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {
-    const buffer = new Uint8Array(READ_CHUNK_BYTES);
+    const buffer = sharedReadBuffer ??= new Uint8Array(READ_CHUNK_BYTES);
     for (let count = readChunk(fd, buffer, path); count > 0; count = readChunk(fd, buffer, path)) {
       total += count;
       if (total > maxBytes) throw new RangeError(`"${path}" is larger than ${maxBytes} bytes`);
       chunks.push(buffer.slice(0, count));
+      if (options.regularFile === true && count < buffer.byteLength) break;
     }
   } finally {
     close(fd);

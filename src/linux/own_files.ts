@@ -71,7 +71,7 @@ function writeAll(fd: number, bytes: Uint8Array<ArrayBuffer>, path: string): voi
  */
 export function readOwnFile(path: string): string | undefined {
   try {
-    return readTextFileRaw(path, { maxBytes: READ_LIMIT_BYTES, noFollow: true });
+    return readTextFileRaw(path, { maxBytes: READ_LIMIT_BYTES, noFollow: true, regularFile: true });
   } catch (err) {
     if (err instanceof SyscallError && err.syscall === "open" && err.errno === Errno.ENOENT) {
       return undefined;

@@ -97,7 +97,7 @@ export async function dispatchMessage<Ctx extends DispatchContext>(
     command = envelope.execute;
     const spec = registry.get(command);
     if (!spec) return await forwardedReply(message, command, registry, ctx);
-    if (!registry.isEnabled(command, ctx.frozen())) throw commandDisabled(command);
+    if (!enabledNow(registry, command, ctx)) throw commandDisabled(command);
     const args: Args = checkArgs(spec.args ?? NO_ARG_SPECS, envelope.args, qdictKeyOrder);
     const result = await spec.handler(args, ctx);
     if (spec.successResponse === false) return { line: undefined, command, delimited: false };
@@ -109,6 +109,20 @@ export async function dispatchMessage<Ctx extends DispatchContext>(
     if (!(err instanceof AgentError)) wire.desc ||= "internal error";
     return { line: responseLine("error", fromJs(wire), id), command, delimited: false };
   }
+}
+
+/**
+ * Whether `command` is enabled now. The agent is asked whether it is frozen (which may cost it a
+ * look at its state file) only when that decides: most commands are enabled, or not, either way.
+ */
+function enabledNow<Ctx extends DispatchContext>(
+  registry: Registry<Ctx>,
+  command: string,
+  ctx: Ctx,
+): boolean {
+  const whenFrozen = registry.isEnabled(command, true);
+  if (whenFrozen === registry.isEnabled(command, false)) return whenFrozen;
+  return ctx.frozen() ? whenFrozen : !whenFrozen;
 }
 
 /**

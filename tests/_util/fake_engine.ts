@@ -53,6 +53,12 @@ export class FakeStore implements StateStore {
     return this.state !== undefined;
   }
 
+  record(state: FrozenState): boolean {
+    if (this.state !== undefined) return false;
+    this.write(state);
+    return true;
+  }
+
   write(state: FrozenState): void {
     this.writes++;
     this.state = structuredClone(state);
@@ -213,6 +219,7 @@ export class FakeHooks implements HookRunner {
 export class FakeLog implements Logger {
   readonly lines: string[] = [];
   held = false;
+  writesFile = true;
   debug(msg: string): void {
     this.lines.push(`debug ${msg}`);
   }

@@ -70,10 +70,67 @@ Deno.test("readSmallFile() reads a file longer than one read() chunk byte for by
     await Deno.writeFile(`${dir}/data`, data);
     assert.deepEqual(readSmallFile(`${dir}/data`), data);
     assert.deepEqual(readSmallFile(`${dir}/data`, { maxBytes: data.length }), data);
+    assert.deepEqual(readSmallFile(`${dir}/data`, { regularFile: true }), data);
+    const exact = data.subarray(0, 2 * 65536);
+    await Deno.writeFile(`${dir}/exact`, exact);
+    assert.deepEqual(readSmallFile(`${dir}/exact`, { regularFile: true }), exact);
     await Deno.writeFile(`${dir}/empty`, new Uint8Array());
     assert.deepEqual(readSmallFile(`${dir}/empty`), new Uint8Array());
+    assert.deepEqual(readSmallFile(`${dir}/empty`, { regularFile: true }), new Uint8Array());
   });
 });
+
+Deno.test("readSmallFile() of a regular file stops at a short read: one read(2) for a small file", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/long`, "x".repeat(70_000));
+    await Deno.writeTextFile(`${dir}/short`, "yz");
+    const module = JSON.stringify(import.meta.resolve("../../src/linux/files.ts"));
+    const program = `
+      const { readSmallFile } = await import(${module});
+      for (const name of ["long", "short", "long"]) {
+        const bytes = readSmallFile(${JSON.stringify(dir)} + "/" + name, { regularFile: true });
+        console.log(name, bytes.length, new TextDecoder().decode(bytes.subarray(0, 2)));
+      }`;
+    const { code, stdout } = await new Deno.Command("strace", {
+      args: [
+        "-f",
+        "-e",
+        "trace=openat,read,close",
+        "-o",
+        `${dir}/trace`,
+        Deno.execPath(),
+        "eval",
+        program,
+      ],
+      stdout: "piped",
+    }).output();
+    assert.equal(code, 0);
+    assert.deepEqual(new TextDecoder().decode(stdout).trim().split("\n"), [
+      "long 70000 xx",
+      "short 2 yz",
+      "long 70000 xx",
+    ]);
+    assert.deepEqual(readsPerOpen(await Deno.readTextFile(`${dir}/trace`), dir), [2, 1, 2]);
+  });
+});
+
+/** How many read(2)s each open of a file in `dir` took, in order, from an strace log. */
+function readsPerOpen(trace: string, dir: string): number[] {
+  const counts: number[] = [];
+  let fd: string | undefined;
+  for (const line of trace.split("\n")) {
+    const opened = line.match(/openat\(AT_FDCWD, "([^"]+)".* = (\d+)$/);
+    if (opened && opened[1]!.startsWith(`${dir}/`)) {
+      fd = opened[2];
+      counts.push(0);
+    } else if (fd !== undefined && line.includes(`read(${fd}, `)) {
+      counts[counts.length - 1]!++;
+    } else if (fd !== undefined && line.includes(`close(${fd})`)) {
+      fd = undefined;
+    }
+  }
+  return counts;
+}
 
 Deno.test("readTextFileRaw() reads procfs and sysfs files that report size 0, as cat does", async () => {
   for (const path of ["/proc/version", "/proc/filesystems", "/sys/kernel/uevent_seqnum"]) {

@@ -136,6 +136,23 @@ Deno.test("Registry frozen mode enables exactly the allowlist and our extra comm
   });
 });
 
+Deno.test("dispatchMessage() asks whether the agent is frozen only when that decides", async () => {
+  const r = registry();
+  r.setFilters([], ["guest-ping"]);
+  let asked = 0;
+  const ctx: Ctx = { isFrozen: true, frozen: () => (asked++, true) };
+  const call = async (text: string) => (await dispatchMessage(parse(text), r, ctx)).line;
+  assert.equal(await call('{"execute":"guest-sync","arguments":{"id":1}}'), '{"return": 1}\n');
+  assert.equal(asked, 0, "guest-sync is enabled frozen or not");
+  assert.match((await call('{"execute":"typed","arguments":{"s":""}}'))!, /has been disabled/);
+  assert.equal(asked, 1, "typed is enabled only when not frozen");
+  assert.equal(await call('{"execute":"guest-ping"}'), '{"return": {}}\n');
+  assert.equal(asked, 2, "a blocked guest-ping is enabled only while frozen");
+  ctx.frozen = () => (asked++, false);
+  assert.match((await call('{"execute":"guest-ping"}'))!, /has been disabled/);
+  assert.equal(asked, 3);
+});
+
 Deno.test("parseErrorLine() carries no id", () => {
   assert.equal(
     parseErrorLine("JSON parse error, stray '@'"),
