@@ -91,6 +91,7 @@ export class LazyFreezeService implements FreezeService {
       start: () => this.#options.startWatchdog(),
       clock: systemClock,
       log: this.#options.log,
+      inForce: (cycle) => engine.store.read()?.cycle === cycle,
     });
     this.#watchdog = link;
     const watchdog: Arming | undefined = this.#config.fsfreezeTimeout > 0 ? link : undefined;

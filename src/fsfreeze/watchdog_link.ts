@@ -58,6 +58,11 @@ export interface LinkOptions {
   log: Logger;
   /** @default ANSWER_WAIT_MS */
   answerWaitMs?: number;
+  /**
+   * Whether `cycle` is still recorded. A refusal of a cycle that has ended since (a cycle that
+   * froze nothing can be over before the watchdog reads its arming) is then no error.
+   */
+  inForce?: (cycle: string) => boolean;
 }
 
 /** An arming sent on the current connection and not answered yet. */
@@ -246,8 +251,24 @@ export class WatchdogLink implements Arming {
     }
     if (reply !== undefined && "armed" in reply && reply.armed === cycle) return;
     const answer = reply !== undefined && "error" in reply ? reply.error : line;
+    if (cycle !== undefined && this.#endedSince(cycle)) {
+      this.#options.log.debug("the thaw watchdog read an arming after its cycle ended", {
+        cycle,
+        answer,
+      });
+      return;
+    }
     // The agent's own deadline timer still holds the cycle (service.ts).
     this.#options.log.error("the thaw watchdog did not arm the cycle", { cycle, answer });
+  }
+
+  /** Whether `cycle` is known to have ended (a failing look counts as "still in force"). */
+  #endedSince(cycle: string): boolean {
+    try {
+      return this.#options.inForce?.(cycle) === false;
+    } catch {
+      return false;
+    }
   }
 }
 

@@ -175,6 +175,33 @@ Deno.test("WatchdogLink logs a watchdog that refused to arm, and not one that ar
   }
 });
 
+Deno.test("WatchdogLink notes, without an error, a refusal of a cycle that has ended since", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/watchdog.sock`;
+  await using watchdog = new FakeWatchdog(path, () => JSON.stringify({ error: "not recorded" }));
+  const log = new FakeLog();
+  const link = new WatchdogLink({
+    socketPath: path,
+    start: noStart,
+    clock: systemClock,
+    log,
+    inForce: (id) => id === "current",
+  });
+  try {
+    await link.arm(cycle("ended"));
+    await link.arm(cycle("current"));
+    await watchdog.received(2);
+    for (let i = 0; i < 200 && log.lines.length < 2; i++) await delay(10);
+    await delay(50);
+    assert.deepEqual(log.lines, [
+      "debug the thaw watchdog read an arming after its cycle ended",
+      "error the thaw watchdog did not arm the cycle",
+    ]);
+  } finally {
+    link.close();
+  }
+});
+
 Deno.test("WatchdogLink arms a new watchdog when the one it was connected to has gone", async () => {
   await using dir = await tempDir();
   const path = `${dir.path}/watchdog.sock`;
