@@ -120,6 +120,7 @@ export interface StateStore {
    * written) — one system call fewer than {@link exists} before {@link write}.
    */
   record(state: FrozenState): boolean;
+  /** Rewrites the recorded cycle (temp file and rename: never half-written). */
   write(state: FrozenState): void;
   remove(): void;
   /** Takes the cycle lock if nobody holds it. */
@@ -159,7 +160,7 @@ export class FileStateStore implements StateStore {
   }
 
   write(state: FrozenState): void {
-    if (!this.record(state)) writeFileAtomic(this.paths.state, JSON.stringify(state) + "\n");
+    writeFileAtomic(this.paths.state, JSON.stringify(state) + "\n");
   }
 
   remove(): void {
