@@ -3,7 +3,8 @@
  * temp names): created exclusively, read, renamed into place and removed through libc. Every freeze
  * and thaw touches them, and Deno's fs API resolves each path component by component for its
  * permission check before every call (a readlink(2) per component), which more than doubled the
- * system calls of a cycle (docs/design.md #46).
+ * system calls of a cycle (docs/design.md #46). Only whether one exists is asked of Deno first:
+ * start-up asks it, and should not open libc for it (#47).
  *
  * Use them only for paths in a directory that passed `checkDirectory` (src/safe_files.ts): they
  * bypass Deno's permission check, as every libc call does.
@@ -99,11 +100,24 @@ export function removeFile(path: string): boolean {
 }
 
 /**
- * Whether anything is at `path`, a dangling symlink included (an lstat that builds no error for
- * the common answer "no").
+ * Whether anything is at `path`, a dangling symlink included. Deno's lstat answers "yes" and
+ * "no": start-up asks this before anything else of these files, and libc, opened for it, would
+ * delay the first reply by about a millisecond (design #47). Anything else (ENOTDIR, a path Deno
+ * refuses such as one under /dev) is asked again through libc, for the exact errno.
  * @throws {SyscallError} for anything but ENOENT
  */
 export function entryExists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    return entryExistsThroughLibc(path);
+  }
+}
+
+/** {@link entryExists} through libc (an lstat that builds no error for the answer "no"). */
+function entryExistsThroughLibc(path: string): boolean {
   const buffer = new Uint8Array(STATX_SIZE);
   const flags = AT_SYMLINK_NOFOLLOW;
   if (libc().statx(AT_FDCWD, cString(path), flags, STATX_BASIC_STATS, buffer) === 0) return true;

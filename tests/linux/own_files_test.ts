@@ -95,3 +95,26 @@ Deno.test("entryExists() sees files, directories and dangling symlinks; throws p
     assert.throws(() => entryExists(`${dir}/file/below`), isSyscallError("lstat", "ENOTDIR"));
   });
 });
+
+Deno.test("entryExists() answers for a path Deno refuses (under /dev) through libc", async () => {
+  const shm = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "own_files_test_" });
+  try {
+    await Deno.writeTextFile(`${shm}/file`, "");
+    const program =
+      `import { entryExists } from ${
+        JSON.stringify(new URL("../../src/linux/own_files.ts", import.meta.url).href)
+      };\nconsole.log(entryExists(${JSON.stringify(`${shm}/file`)}), ` +
+      `entryExists(${JSON.stringify(`${shm}/missing`)}));\n`;
+    await Deno.writeTextFile(`${shm}/program.ts`, program);
+    // Not --allow-all: without it Deno refuses every path under /dev, granted or not.
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", `--allow-read=${shm}`, "--allow-ffi", `${shm}/program.ts`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    assert.equal(new TextDecoder().decode(stdout).trim(), "true false");
+  } finally {
+    await Deno.remove(shm, { recursive: true });
+  }
+});
