@@ -41,8 +41,8 @@ export interface PermissionOptions {
    */
   selfExecutable: string;
   /**
-   * Under `deno run` only: the agent's source directory, which its Workers load their modules
-   * from (a compiled binary carries its modules inside and needs no read permission for them).
+   * Under `deno run` only: the agent's source directory, which its modules loaded on first use
+   * come from (a compiled binary carries its modules inside and needs no read permission for them).
    */
   sourceDir?: string;
 }

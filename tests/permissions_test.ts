@@ -87,7 +87,7 @@ Deno.test("agentFlags() renders vsock and never grants everything", () => {
   }
 });
 
-Deno.test("denoRunOptions() adds the source dir for Workers only under deno run", () => {
+Deno.test("denoRunOptions() adds the source dir for modules loaded later only under deno run", () => {
   const options = denoRunOptions();
   assert.ok(options.sourceDir?.endsWith("/src"));
   const set = permissionSet(config([]), options);

@@ -192,7 +192,7 @@ export interface BuildPlan {
 
 /**
  * Derives the configuration and the permission flags for a build. The launcher form runs the
- * watchdog from its Deno runtime and loads its Workers from its sources, so those are granted
+ * watchdog from its Deno runtime and loads its later modules from its sources, so those are granted
  * instead of the binary's own path (the rest is the same set).
  */
 export function planBuild(options: CompileOptions, configText: string | undefined): BuildPlan {
@@ -317,7 +317,7 @@ export function chooseTargets(
 
 /**
  * Every module under `src/`: `deno compile` embeds only what the entry imports by literal
- * specifier, and Worker entry points and modules loaded on first use (src/load_later.ts) are not.
+ * specifier, and modules loaded on first use (src/load_later.ts) are not.
  */
 export function findSourceModules(root: string): string[] {
   const found: string[] = [];

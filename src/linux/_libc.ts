@@ -6,8 +6,8 @@
  *
  * The rule every wrapper follows: call the symbol, test the C convention (`-1` or `NULL`), and on
  * failure build the error with {@link errnoError} in the same synchronous step, before anything
- * else can run on this thread and change errno. One symbol is `nonblocking`
- * (`ioctl_int_offthread`, freeze.ts): it runs on another thread, so its errno is never read.
+ * else can run on this thread and change errno. Two symbols are `nonblocking` (`ioctl_int_offthread`,
+ * freeze.ts; `poll_offthread`, fd.ts): they run on another thread, so their errno is never read.
  *
  * @module
  */
@@ -82,6 +82,16 @@ const SYMBOLS = {
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   /** int poll(struct pollfd *fds, nfds_t nfds, int timeout); */
   poll: { parameters: ["buffer", "usize", "i32"], result: "i32" },
+  /**
+   * int poll(struct pollfd *fds, nfds_t nfds, int timeout);  on a blocking thread of Deno's pool,
+   * so waiting for a channel leaves the event loop free. Its errno stays on that thread.
+   */
+  poll_offthread: {
+    name: "poll",
+    parameters: ["buffer", "usize", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
   /** int eventfd(unsigned int initval, int flags); */
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   /** int uname(struct utsname *buf); */

@@ -84,16 +84,43 @@ const POLLFD_SIZE = 8;
  * @throws {SyscallError} EINTR when a signal interrupted the wait
  */
 export function poll(fds: PollFd[], timeoutMs: number): number {
+  const buffer = pollBuffer(fds);
+  const ready = libc().poll(buffer, BigInt(fds.length), timeoutMs);
+  if (ready === -1) throw errnoError("poll");
+  setRevents(fds, buffer);
+  return ready;
+}
+
+/**
+ * {@link poll} on a blocking thread of Deno's pool: the wait holds no thread of the event loop.
+ * That thread's errno cannot be read here, so a failed wait is asked again on this thread without
+ * waiting: that call's errno is exact, and if it succeeds (the other thread was interrupted by a
+ * signal) its events are the answer.
+ * @throws {SyscallError} when poll(2) fails on this thread too
+ */
+export async function pollOffThread(fds: PollFd[], timeoutMs: number): Promise<number> {
+  const buffer = pollBuffer(fds);
+  const ready = await libc().poll_offthread(buffer, BigInt(fds.length), timeoutMs);
+  if (ready === -1) return poll(fds, 0);
+  setRevents(fds, buffer);
+  return ready;
+}
+
+/** `fds` as an array of `struct pollfd`. */
+function pollBuffer(fds: readonly PollFd[]): Uint8Array<ArrayBuffer> {
   const buffer = new Uint8Array(POLLFD_SIZE * fds.length);
   const view = new DataView(buffer.buffer);
   fds.forEach((entry, index) => {
     view.setInt32(index * POLLFD_SIZE, entry.fd, true);
     view.setInt16(index * POLLFD_SIZE + 4, entry.events, true);
   });
-  const ready = libc().poll(buffer, BigInt(fds.length), timeoutMs);
-  if (ready === -1) throw errnoError("poll");
+  return buffer;
+}
+
+/** Copies each `revents` poll(2) set in `buffer` into `fds`. */
+function setRevents(fds: PollFd[], buffer: Uint8Array<ArrayBuffer>): void {
+  const view = new DataView(buffer.buffer);
   fds.forEach((entry, index) => entry.revents = view.getUint16(index * POLLFD_SIZE + 6, true));
-  return ready;
 }
 
 /**

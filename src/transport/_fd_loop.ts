@@ -1,38 +1,48 @@
 /**
- * The blocking descriptor loops the transports run in Workers (fd_loop_worker.ts), and the shared
- * words and messages they use with the main thread (_fd_io.ts):
+ * The descriptor loops the transports share (_fd_io.ts uses them):
  *
  * - the read loop of a descriptor channel: a device (virtio-serial, isa-serial) or a client
  *   accepted on a socket-activated listener;
  * - the accept loop of a socket-activated listener.
  *
- * Each loop blocks in poll(2) on its descriptor and on an eventfd (the doorbell the main thread
- * rings to stop it), so a quiet channel costs no wakeups and a stop is seen at once; poll(2),
- * read(2) and accept4(2) run synchronously, so errno is exact, while the agent's event loop stays
- * free. What a loop finds it posts to the main thread; a failed system call is posted and ends it.
+ * A loop waits for its descriptor with poll(2) on a blocking thread of Deno's pool (fd.ts
+ * `pollOffThread`), on the descriptor and on an eventfd (the doorbell `stop()` rings), so a quiet
+ * channel costs no wakeups, the event loop stays free, and a stop is seen at once. Everything else
+ * runs on the agent's thread: read(2) and accept4(2) on the non-blocking descriptor, so errno is
+ * exact, and the decisions, so no other thread ever touches a descriptor and a closed one is never
+ * used again. Only the wait is on another thread: no Worker, no message between threads per read.
  *
  * The read loop: what end of file means depends on the channel ({@link EndOfFile}):
  * - a device: end of file, POLLHUP without data and EIO (a pty whose other side closed) mean "no
  *   host": it reports a hangup once, then tries again every {@link HANGUP_RETRY_MS} (qemu-ga's
  *   `g_usleep(G_USEC_PER_SEC / 10)`, at most 10 wakeups/s);
  * - a socket: end of file (or a reset) means the client has gone: it reports "closed" once and
- *   reads no more, but keeps the descriptor open until the main thread stops it, so a reply the
- *   agent is still writing never lands on a reused descriptor number.
+ *   reads no more, but keeps the descriptor open until stopped, so a reply the agent is still
+ *   writing to a client that only shut down its writing side still reaches it.
+ * It owns its descriptor and closes it when it ends: after `stop()`, or at once after a failed
+ * system call.
  *
- * The accept loop: one client at a time, as qemu-ga: it accepts only when the main thread asks for
- * the next client (the {@link Control.WANTED} word), so while a client is served further ones wait
- * in the listener's backlog; it accept4(2)s the client non-blocking and close-on-exec. The
- * listener itself is never closed here: it belongs to the process (systemd passed it), and a
- * `--retry-path` restart serves it again.
- *
- * Nothing here runs on the main thread except the type and constant exports.
+ * The accept loop: one client at a time, as qemu-ga: it waits and accepts only when asked for the
+ * next client, so while a client is served further ones wait in the listener's backlog; it
+ * accept4(2)s the client non-blocking and close-on-exec. The listener itself is never closed
+ * here: it belongs to the process (systemd passed it), and a `--retry-path` restart serves it again.
  *
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
 import { Errno, errnoNumber, SyscallError } from "../linux/errno.ts";
-import { closeQuietly, Poll, poll, type PollFd, read } from "../linux/fd.ts";
+import {
+  closeQuietly,
+  EFD_NONBLOCK,
+  eventfd,
+  Poll,
+  pollOffThread,
+  read,
+  write,
+} from "../linux/fd.ts";
 import { accept4, SOCK_CLOEXEC, SOCK_NONBLOCK, type SocketAddress } from "../linux/sockets.ts";
+import { sleep } from "../sleep.ts";
 
 /** How long to wait before reading again after a hangup or EAGAIN (qemu-ga: 100 ms). */
 export const HANGUP_RETRY_MS = 100;
@@ -41,7 +51,7 @@ export const HANGUP_RETRY_MS = 100;
 export const READ_SIZE = 4096;
 
 /**
- * Chunks posted but not yet taken by the agent before the read loop stops reading: a busy agent (a
+ * Chunks read but not yet taken by the agent before the read loop stops reading: a busy agent (a
  * FIFREEZE in progress) leaves further input in the kernel, where the host's writes wait for it.
  */
 export const MAX_PENDING_CHUNKS = 16;
@@ -49,235 +59,250 @@ export const MAX_PENDING_CHUNKS = 16;
 /** How long to wait before accepting again when out of descriptors or memory. */
 export const ACCEPT_RETRY_MS = 100;
 
-/** Indexes of the shared Int32 words. */
-export const Control = {
-  /** 1 once the main thread asked the loop to stop. */
-  STOP: 0,
-  /** Read loop: chunks posted and not yet taken by the main thread. */
-  PENDING: 1,
-  /** Read loop: who closes the descriptor, an {@link Owner}. */
-  OWNER: 2,
-  /** Accept loop: 1 while the main thread waits for the next client; the loop sets it back to 0. */
-  WANTED: 3,
-} as const;
-
-/** Number of shared Int32 words. */
-export const CONTROL_WORDS = 4;
-
-/** Values of the {@link Control.OWNER} word: who closes the read loop's descriptor. */
-export const Owner = {
-  /** The main thread (the loop has not started). */
-  MAIN: 0,
-  /** The loop: it closes the descriptor when it ends. */
-  READER: 1,
-  /** The main thread closed it before the loop started; the loop must not touch it. */
-  CLOSED: 2,
-} as const;
-
 /** What end of file means: the host is away for now (a device), or the client left (a socket). */
 export type EndOfFile = "hangup" | "closed";
 
-/** Which loop the main thread asks for, on which descriptor. */
-export type LoopRequest =
-  | {
-    loop: "read";
-    /** A device or connected socket, non-blocking. */
-    fd: number;
-    /** What end of file means on it. */
-    endOfFile: EndOfFile;
-    /** For error messages. */
-    path: string;
-  }
-  | {
-    loop: "accept";
-    /** A listening socket, non-blocking. */
-    fd: number;
-  };
-
-/** What the main thread sends to start a loop: the request, the doorbell and the shared words. */
-export type LoopStart = LoopRequest & {
-  /** An eventfd that becomes readable when the loop must stop. */
-  wakeFd: number;
-  /** {@link CONTROL_WORDS} Int32 words, indexed by {@link Control}. */
-  control: SharedArrayBuffer;
-};
-
-/** What a loop posts. */
-export type LoopEvent =
-  /** The Worker's modules have loaded (posted before any start message is taken). */
-  | { type: "ready" }
-  | { type: "data"; bytes: Uint8Array }
-  | { type: "hangup" }
-  /** End of file on a socket: the client has gone (posted once; the loop then waits for stop). */
-  | { type: "closed" }
-  /** A client: its descriptor is the main thread's to close from now on. */
-  | { type: "accepted"; fd: number; peer: SocketAddress }
-  | { type: "error"; syscall: string; errno: number; path?: string | undefined }
-  /** The loop ended (after a stop or an error) and closed what was its to close. */
-  | { type: "stopped" };
-
-/** Where a loop posts its events (the Worker's `postMessage`). */
-export type PostEvent = (event: LoopEvent, transfer?: Transferable[]) => void;
-
 /**
- * Runs the loop `start` asks for until the main thread stops it or a system call fails, then posts
- * "stopped". Blocks the calling thread: only a Worker calls it.
+ * Waiting for one descriptor off the event loop, until stopped: the doorbell and the wait in
+ * progress. The doorbell is closed only once no poll(2) uses it.
  */
-export function runLoop(start: LoopStart, post: PostEvent): void {
-  try {
-    if (start.loop === "read") runReader(start, post);
-    else new Acceptor(start, post).run();
-  } finally {
-    post({ type: "stopped" });
-  }
-}
+class DescriptorWait {
+  readonly wakeFd: number;
+  readonly #stopping = new AbortController();
+  #polling: Promise<unknown> | undefined;
+  /** poll(2) calls that returned, for checks (a loop must not spin). */
+  wakeups = 0;
 
-/** The read loop owns the descriptor from its start (unless closed before), and closes it. */
-function runReader(start: LoopStart & { loop: "read" }, post: PostEvent): void {
-  const control = new Int32Array(start.control);
-  if (Atomics.compareExchange(control, Control.OWNER, Owner.MAIN, Owner.READER) !== Owner.MAIN) {
-    return; // closed before we started: the descriptor is not ours
-  }
-  try {
-    new Reader(start, post).run();
-  } finally {
-    // The eventfd stays open: the main thread may still ring it, and closes it on "stopped".
-    closeQuietly(start.fd);
-  }
-}
-
-/** What one attempt found: go on at once, after a pause, end now, or end once asked to (read). */
-type Outcome = "next" | "pause" | "stop" | "ended";
-
-/** What both loops share: the words, the poll(2) on the descriptor and the doorbell, failures. */
-abstract class FdLoop {
-  protected readonly control: Int32Array;
-  protected readonly post: PostEvent;
-  readonly #fds: [PollFd, PollFd];
-  readonly #path: string | undefined;
-
-  constructor(start: LoopStart, post: PostEvent, path: string | undefined) {
-    this.control = new Int32Array(start.control);
-    this.post = post;
-    this.#path = path;
-    this.#fds = [
-      { fd: start.fd, events: Poll.POLLIN, revents: 0 },
-      { fd: start.wakeFd, events: Poll.POLLIN, revents: 0 },
-    ];
+  /** @throws {SyscallError} when the eventfd cannot be made */
+  constructor() {
+    this.wakeFd = eventfd(EFD_NONBLOCK);
   }
 
-  protected stopped(): boolean {
-    return Atomics.load(this.control, Control.STOP) !== 0;
+  get stopped(): boolean {
+    return this.#stopping.signal.aborted;
   }
 
-  /** Sleeps `ms`, or less if the main thread asks to stop (it notifies the STOP word). */
-  protected pause(ms: number): void {
-    Atomics.wait(this.control, Control.STOP, 0, ms);
+  /** Aborted by {@link stop}: ends a pause. */
+  get signal(): AbortSignal {
+    return this.#stopping.signal;
   }
 
   /**
-   * Waits while `blocked` holds for the value of `word`; false once asked to stop. Woken when the
-   * main thread changes the word, and by a stop (which notifies every word).
+   * Waits until `fd` has events: its `revents` (0: nothing yet, ask again), or `undefined` once
+   * stopped.
+   * @throws {SyscallError} when poll(2) fails (EINTR included: the caller asks again)
    */
-  protected waitWhile(word: number, blocked: (value: number) => boolean): boolean {
-    for (;;) {
-      if (this.stopped()) return false;
-      const value = Atomics.load(this.control, word);
-      if (!blocked(value)) return true;
-      Atomics.wait(this.control, word, value);
-    }
-  }
-
-  /** One poll(2): "ready" when the descriptor has events, else go on or stop. */
-  protected waitForDescriptor(): Outcome | "ready" {
-    const [channel, wake] = this.#fds;
+  async until(fd: number): Promise<number | undefined> {
+    if (this.stopped) return undefined;
+    const fds = [
+      { fd, events: Poll.POLLIN, revents: 0 },
+      { fd: this.wakeFd, events: Poll.POLLIN, revents: 0 },
+    ];
+    const polling = pollOffThread(fds, -1);
+    this.#polling = polling;
     try {
-      poll(this.#fds, -1);
-    } catch (err) {
-      if (isErrno(err, [Errno.EINTR])) return "next"; // a signal landed on this thread
-      return this.fail(err);
+      await polling;
+    } finally {
+      this.#polling = undefined;
+      this.wakeups++;
     }
-    if (wake.revents !== 0 || this.stopped()) return "stop";
-    if (channel.revents === 0) return "next";
-    if ((channel.revents & Poll.POLLNVAL) !== 0) {
-      return this.fail(new SyscallError("poll", Errno.EBADF, this.#path));
-    }
-    return "ready";
+    return this.stopped || fds[1]!.revents !== 0 ? undefined : fds[0]!.revents;
   }
 
-  /** Posts a failed system call, which ends the loop; anything else is a bug and is thrown. */
-  protected fail(err: unknown): Outcome {
-    if (!(err instanceof SyscallError)) throw err;
-    const path = err.path ?? this.#path;
-    this.post({ type: "error", syscall: err.syscall, errno: err.errno, path });
-    return "stop";
+  /** Ends the wait in progress (the doorbell) and any pause. */
+  stop(): void {
+    if (this.stopped) return;
+    this.#stopping.abort();
+    if (this.#polling !== undefined) ringDoorbell(this.wakeFd);
+  }
+
+  /** Resolves once stopped. */
+  untilStopped(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.stopped) return resolve();
+      this.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+  }
+
+  /** Closes the doorbell once the wait in progress (if any) has returned. */
+  async close(): Promise<void> {
+    await this.#polling?.catch(() => {});
+    closeQuietly(this.wakeFd);
   }
 }
 
-class Reader extends FdLoop {
-  readonly #start: LoopStart & { loop: "read" };
-  readonly #buffer = new Uint8Array(READ_SIZE);
-  #hungUp = false;
+/** Makes an eventfd readable, which ends a poll(2) on it. */
+function ringDoorbell(wakeFd: number): void {
+  try {
+    write(wakeFd, new Uint8Array(new BigUint64Array([1n]).buffer)); // adds 1 to the counter
+  } catch {
+    // EAGAIN: the counter is already non-zero, the wait is already woken.
+  }
+}
 
-  constructor(start: LoopStart & { loop: "read" }, post: PostEvent) {
-    super(start, post, start.path);
-    this.#start = start;
+/** Where the read loop delivers what it finds. */
+export interface ReadSink {
+  data(bytes: Uint8Array): void;
+  /** A device's end of file (reported once until data comes again). */
+  hangup(): void;
+  /** A socket's end of file: the client has gone (reported once; no more reads). */
+  closed(): void;
+  /** A failed system call, or a bug: the loop ends. */
+  failed(err: Error): void;
+}
+
+/** What one attempt found: go on at once, after a pause, end now, or end once stopped. */
+type Outcome = "next" | "pause" | "stop" | "ended";
+
+/** The read loop of a descriptor channel; it owns the descriptor. */
+export class ReadLoop {
+  readonly #fd: number;
+  readonly #endOfFile: EndOfFile;
+  readonly #path: string;
+  readonly #sink: ReadSink;
+  readonly #wait: DescriptorWait;
+  readonly #buffer = new Uint8Array(READ_SIZE);
+  #pending = 0;
+  #room: PromiseWithResolvers<void> | undefined;
+  #hungUp = false;
+  #open = true;
+  /** Settles once the loop has ended and closed the descriptor and its doorbell. */
+  readonly finished: Promise<void>;
+
+  /**
+   * Starts reading `fd` (open, non-blocking), which is the loop's from here on, also when this
+   * throws.
+   * @throws {SyscallError} when the eventfd cannot be made
+   */
+  constructor(fd: number, endOfFile: EndOfFile, path: string, sink: ReadSink) {
+    this.#fd = fd;
+    this.#endOfFile = endOfFile;
+    this.#path = path;
+    this.#sink = sink;
+    try {
+      this.#wait = new DescriptorWait();
+    } catch (err) {
+      closeQuietly(fd);
+      throw err;
+    }
+    this.finished = this.#run();
   }
 
-  run(): void {
-    // Waits while too many chunks are unread by the agent (woken when it takes one).
-    while (this.waitWhile(Control.PENDING, (pending) => pending >= MAX_PENDING_CHUNKS)) {
-      const outcome = this.#readOnce();
-      if (outcome === "stop") return;
-      if (outcome === "ended") return this.#waitForStop();
-      if (outcome === "pause") this.pause(HANGUP_RETRY_MS);
+  /** Whether the descriptor is still open: writes check it first. */
+  get open(): boolean {
+    return this.#open;
+  }
+
+  /** The descriptors the loop owns (the channel and its doorbell), for checks. */
+  get descriptors(): readonly number[] {
+    return [this.#fd, this.#wait.wakeFd];
+  }
+
+  /** poll(2) calls that returned so far, for checks. */
+  get wakeups(): number {
+    return this.#wait.wakeups;
+  }
+
+  /** The agent took a chunk: room for one more. */
+  taken(): void {
+    this.#pending--;
+    this.#room?.resolve();
+  }
+
+  /** Ends the loop; it closes the descriptor once its wait has returned. */
+  stop(): void {
+    this.#wait.stop();
+    this.#room?.resolve();
+  }
+
+  async #run(): Promise<void> {
+    try {
+      while (await this.#roomForMore()) {
+        const outcome = await this.#readOnce();
+        if (outcome === "stop") break;
+        if (outcome === "ended") {
+          await this.#wait.untilStopped();
+          break;
+        }
+        if (outcome === "pause") await sleep(HANGUP_RETRY_MS, this.#wait.signal);
+      }
+    } catch (err) {
+      this.#sink.failed(err instanceof Error ? err : new Error(errorMessage(err)));
+    } finally {
+      this.#open = false;
+      closeQuietly(this.#fd);
+      await this.#wait.close();
     }
   }
 
-  /** Holds the descriptor open until the main thread has closed the connection. */
-  #waitForStop(): void {
-    while (!this.stopped()) Atomics.wait(this.control, Control.STOP, 0);
+  /** Waits while too many chunks are untaken; false once stopped. */
+  async #roomForMore(): Promise<boolean> {
+    while (!this.#wait.stopped && this.#pending >= MAX_PENDING_CHUNKS) {
+      this.#room = Promise.withResolvers();
+      await this.#room.promise;
+      this.#room = undefined;
+    }
+    return !this.#wait.stopped;
   }
 
-  /** One poll(2) and, if the descriptor is ready, one read(2). */
-  #readOnce(): Outcome {
-    const ready = this.waitForDescriptor();
-    if (ready !== "ready") return ready;
+  /** One wait for the descriptor and, if it is ready, one read(2). */
+  async #readOnce(): Promise<Outcome> {
+    let revents: number | undefined;
+    try {
+      revents = await this.#wait.until(this.#fd);
+    } catch (err) {
+      return isErrno(err, [Errno.EINTR]) ? "next" : this.#fail(err);
+    }
+    if (revents === undefined) return "stop";
+    if (revents === 0) return "next";
+    if ((revents & Poll.POLLNVAL) !== 0) {
+      return this.#fail(new SyscallError("poll", Errno.EBADF, this.#path));
+    }
     let count: number;
     try {
-      count = read(this.#start.fd, this.#buffer, this.#start.path);
+      count = read(this.#fd, this.#buffer, this.#path);
     } catch (err) {
-      if (isErrno(err, [Errno.EINTR])) return "next";
-      // qemu-ga pauses on EAGAIN as on EOF: a port that polls ready but has nothing must not spin.
-      if (isErrno(err, [Errno.EAGAIN])) return "pause";
-      if (this.#start.endOfFile === "closed") {
-        if (isErrno(err, PEER_GONE)) return this.#closed();
-      } else if (isErrno(err, [Errno.EIO])) {
-        return this.#hangup(); // a pty whose other side closed
-      }
-      return this.fail(err);
+      return this.#readFailed(err);
     }
-    if (count === 0) return this.#start.endOfFile === "closed" ? this.#closed() : this.#hangup();
+    if (count === 0) return this.#endOfFile === "closed" ? this.#closed() : this.#hangup();
     this.#hungUp = false;
-    const bytes = this.#buffer.slice(0, count);
-    Atomics.add(this.control, Control.PENDING, 1);
-    this.post({ type: "data", bytes }, [bytes.buffer]);
+    this.#pending++;
+    this.#sink.data(this.#buffer.slice(0, count));
     return "next";
+  }
+
+  #readFailed(err: unknown): Outcome {
+    if (isErrno(err, [Errno.EINTR])) return "next";
+    // qemu-ga pauses on EAGAIN as on EOF: a port that polls ready but has nothing must not spin.
+    if (isErrno(err, [Errno.EAGAIN])) return "pause";
+    if (this.#endOfFile === "closed") {
+      if (isErrno(err, PEER_GONE)) return this.#closed();
+    } else if (isErrno(err, [Errno.EIO])) {
+      return this.#hangup(); // a pty whose other side closed
+    }
+    return this.#fail(err);
   }
 
   /** Reports a hangup the first time, so the agent drops partial input; later ones are quiet. */
   #hangup(): Outcome {
     if (!this.#hungUp) {
       this.#hungUp = true;
-      this.post({ type: "hangup" });
+      this.#sink.hangup();
     }
     return "pause";
   }
 
   /** Reports that the client has gone; the loop reads no more. */
   #closed(): Outcome {
-    this.post({ type: "closed" });
+    this.#sink.closed();
     return "ended";
+  }
+
+  /** Reports a failed system call, which ends the loop; anything else is a bug and is thrown. */
+  #fail(err: unknown): Outcome {
+    if (!(err instanceof SyscallError)) throw err;
+    this.#sink.failed(new SyscallError(err.syscall, err.errno, err.path ?? this.#path));
+    return "stop";
   }
 }
 
@@ -307,38 +332,81 @@ const RETRY_AFTER_PAUSE: readonly number[] = ["EMFILE", "ENFILE", "ENOBUFS", "EN
   errnoNumber,
 );
 
-class Acceptor extends FdLoop {
-  readonly #fd: number;
+/** A client the accept loop took: its descriptor is the caller's to close. */
+export interface AcceptedClient {
+  fd: number;
+  peer: SocketAddress;
+}
 
-  constructor(start: LoopStart & { loop: "accept" }, post: PostEvent) {
-    super(start, post, undefined);
-    this.#fd = start.fd;
+/** The accept loop of a listening socket (which stays open: it is not ours). */
+export class AcceptLoop {
+  readonly #fd: number;
+  readonly #wait: DescriptorWait;
+  #accepting = false;
+
+  /** @throws {SyscallError} when the eventfd cannot be made */
+  constructor(fd: number) {
+    this.#fd = fd;
+    this.#wait = new DescriptorWait();
   }
 
-  run(): void {
-    // Waits until the main thread wants a client.
-    while (this.waitWhile(Control.WANTED, (wanted) => wanted === 0)) {
-      const outcome = this.#acceptOnce();
-      if (outcome === "stop") return;
-      if (outcome === "pause") this.pause(ACCEPT_RETRY_MS);
+  /** The doorbell, for checks. */
+  get wakeFd(): number {
+    return this.#wait.wakeFd;
+  }
+
+  get stopped(): boolean {
+    return this.#wait.stopped;
+  }
+
+  /**
+   * The next queued client, waiting for one; `null` once stopped. One call at a time.
+   * @throws {SyscallError} when waiting or accepting fails for good
+   */
+  async next(): Promise<AcceptedClient | null> {
+    if (this.#accepting) throw new Error("the accept loop is already waiting for a client");
+    this.#accepting = true;
+    try {
+      for (;;) {
+        const outcome = await this.#acceptOnce();
+        if (outcome === null || typeof outcome === "object") return outcome;
+        if (outcome === "pause") await sleep(ACCEPT_RETRY_MS, this.#wait.signal);
+      }
+    } finally {
+      this.#accepting = false;
     }
   }
 
-  /** One poll(2) and, if a connection is queued, one accept4(2). */
-  #acceptOnce(): Outcome {
-    const ready = this.waitForDescriptor();
-    if (ready !== "ready") return ready;
-    let client: { fd: number; peer: SocketAddress };
+  /** Ends a wait in progress (it returns `null`). */
+  stop(): void {
+    this.#wait.stop();
+  }
+
+  /** Closes the doorbell once stopped and no wait is in progress. */
+  close(): Promise<void> {
+    this.stop();
+    return this.#wait.close();
+  }
+
+  /** One wait for the listener and, if a connection is queued, one accept4(2). */
+  async #acceptOnce(): Promise<AcceptedClient | null | "next" | "pause"> {
+    let revents: number | undefined;
     try {
-      client = accept4(this.#fd, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      revents = await this.#wait.until(this.#fd);
+    } catch (err) {
+      if (isErrno(err, [Errno.EINTR])) return "next";
+      throw err;
+    }
+    if (revents === undefined) return null;
+    if (revents === 0) return "next";
+    if ((revents & Poll.POLLNVAL) !== 0) throw new SyscallError("poll", Errno.EBADF);
+    try {
+      return accept4(this.#fd, SOCK_NONBLOCK | SOCK_CLOEXEC);
     } catch (err) {
       if (isErrno(err, RETRY_AT_ONCE)) return "next";
       if (isErrno(err, RETRY_AFTER_PAUSE)) return "pause";
-      return this.fail(err);
+      throw err;
     }
-    Atomics.store(this.control, Control.WANTED, 0);
-    this.post({ type: "accepted", fd: client.fd, peer: client.peer });
-    return "next";
   }
 }
 

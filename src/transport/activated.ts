@@ -9,9 +9,9 @@
  *
  * Deno cannot adopt an inherited descriptor, so everything goes through src/linux/: the socket is
  * inspected with getsockopt(2), marked close-on-exec (no hook or watchdog inherits it) and
- * non-blocking; an accept loop in a Worker (_fd_io.ts) blocks in poll(2) until a client is
- * wanted and queued; each client is served as a descriptor connection (_fd_io.ts), where end
- * of file means the client has gone.
+ * non-blocking; an accept loop (_fd_io.ts) waits in poll(2), off the event loop, while a client
+ * is wanted and none is queued; each client is served as a descriptor connection (_fd_io.ts),
+ * where end of file means the client has gone.
  *
  * Reading the environment is main.ts's job: it passes `LISTEN_FDS`/`LISTEN_PID` in and removes
  * them from its environment, so no child mistakes them for its own.
@@ -143,16 +143,15 @@ export function isAllowedPeer(peer: SocketAddress, allowedCids: readonly number[
 }
 
 /**
- * Serves the activated socket: starts its accept Worker.
- * @throws {SyscallError} when the eventfd cannot be made
- * @throws {Error} when the accept Worker cannot start
+ * Serves the activated socket: sets up its accept loop.
+ * @throws {SyscallError} when the accept loop's eventfd cannot be made
  */
-export async function openActivated(
+export function openActivated(
   activation: Activation,
   allowedCids: readonly number[],
   log: Logger,
-): Promise<ActivatedTransport> {
-  const acceptor = await ListenAcceptor.start(activation.fd);
+): ActivatedTransport {
+  const acceptor = new ListenAcceptor(activation.fd);
   const where = activation.address.transport === "vsock"
     ? { cid: activation.address.cid, port: activation.address.port }
     : { path: activation.address.path };
@@ -223,15 +222,7 @@ export class ActivatedTransport implements Transport, AsyncDisposable {
         closeQuietly(client.fd);
         continue;
       }
-      const connection = await openFdConnection(client.fd, {
-        peer,
-        endOfFile: "closed",
-        log: this.#log,
-      });
-      if (this.#closed) {
-        connection.close(); // closed while its reader started
-        return null;
-      }
+      const connection = openFdConnection(client.fd, { peer, endOfFile: "closed", log: this.#log });
       this.#current = connection;
       return connection;
     }
@@ -246,7 +237,7 @@ export class ActivatedTransport implements Transport, AsyncDisposable {
     this.#current?.close();
   }
 
-  /** Settles once the accept Worker and the last client's reader have ended. */
+  /** Settles once the accept loop and the last client's read loop have ended. */
   get finished(): Promise<void> {
     return Promise.all([this.#acceptor.finished, this.#current?.finished]).then(() => {});
   }

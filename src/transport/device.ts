@@ -5,7 +5,7 @@
  * Deno (2.9) refuses its file APIs on any path under /dev unless run with --allow-all
  * (denoland/deno#27980), so the device is opened through src/linux/fd.ts
  * (`O_RDWR|O_NOCTTY|O_NONBLOCK|O_CLOEXEC`; isa-serial is put into qemu-ga's raw mode) and served
- * as a descriptor connection (_fd_io.ts): a read loop in a Worker, where end of file, POLLHUP
+ * as a descriptor connection (_fd_io.ts): a read loop that waits off the event loop, where end of file, POLLHUP
  * and EIO mean no host is connected — it reports a hangup once (the agent drops partial input)
  * and retries every 100 ms, as qemu-ga, so a disconnected port costs at most 10 wakeups/s and a
  * connected, quiet port none — and writes that never block the agent's event loop.
@@ -22,13 +22,12 @@ import { type FdConnection, openFdConnection } from "./_fd_io.ts";
 /**
  * Opens a serial device; isa-serial is put into qemu-ga's raw mode.
  * @throws {SyscallError} when the device cannot be opened (or set up)
- * @throws {Error} when the reader Worker cannot start
  */
-export async function openDevice(
+export function openDevice(
   method: "virtio-serial" | "isa-serial",
   path: string,
   log: Logger,
-): Promise<DeviceTransport> {
+): DeviceTransport {
   const fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
   try {
     if (method === "isa-serial") setRawModeOnFd(fd);
@@ -36,7 +35,7 @@ export async function openDevice(
     closeQuietly(fd);
     throw err;
   }
-  const connection = await openFdConnection(fd, { peer: path, endOfFile: "hangup", log });
+  const connection = openFdConnection(fd, { peer: path, endOfFile: "hangup", log });
   log.info("channel opened", { method, path });
   return new DeviceTransport(connection, `${method}:${path}`);
 }

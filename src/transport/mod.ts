@@ -46,7 +46,7 @@ export async function openTransport(
 ): Promise<Transport> {
   if (activation !== undefined) {
     const { openActivated } = await loadActivated();
-    return await openActivated(activation, config.vsockAllowedCids, log);
+    return openActivated(activation, config.vsockAllowedCids, log);
   }
   return await transportMethod(config.method).open(config, log);
 }

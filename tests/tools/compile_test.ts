@@ -427,7 +427,7 @@ Deno.test("compile --launcher builds a launcher that install.sh installs and tha
     assert.equal(install.code, 0, new TextDecoder().decode(install.stderr));
     const payload = `${root}/usr/local/lib/fsfreeze-agent`;
     assert.equal((await Deno.stat(`${payload}/deno`)).mode! & 0o755, 0o755);
-    await Deno.stat(`${payload}/src/transport/fd_loop_worker.ts`);
+    await Deno.stat(`${payload}/src/transport/device.ts`); // loaded on first use
 
     // Run it where it was built to live: /usr/local of the DESTDIR, in a private mount namespace
     // (the launcher names absolute paths, as the binary's permission flags do).

@@ -465,18 +465,16 @@ async function connectedFd(
 }
 
 /** A Deno-made unix listener served by the activated transport (which never closes it). */
-async function activatedUnixTransport(
+function activatedUnixTransport(
   dir: string,
-): Promise<
-  { path: string; transport: Awaited<ReturnType<typeof openActivated>> } & AsyncDisposable
-> {
+): { path: string; transport: ReturnType<typeof openActivated> } & AsyncDisposable {
   const path = `${dir}/listen.sock`;
   const { value: listener, fd } = withNewFd(
     () => Deno.listen({ transport: "unix", path }),
     isSocket,
   );
   const activation: Activation = inspectListenFd(fd);
-  const transport = await openActivated(activation, [2], silentLogger);
+  const transport = openActivated(activation, [2], silentLogger);
   return {
     path,
     transport,
@@ -501,7 +499,7 @@ async function clientRead(conn: Deno.Conn): Promise<string | null> {
 
 Deno.test("openActivated() hands out clients in turn; a client's end of file reads as closed", async () => {
   await using dir = await tempDir();
-  await using served = await activatedUnixTransport(dir.path);
+  await using served = activatedUnixTransport(dir.path);
   for (const word of ["first", "second"]) {
     using client = await Deno.connect({ transport: "unix", path: served.path });
     const connection = await withTimeout(served.transport.accept(), 30_000, "accept");
@@ -520,7 +518,7 @@ Deno.test("openActivated() hands out clients in turn; a client's end of file rea
 
 Deno.test("close() ends a pending accept() with null and closes the client being served", async () => {
   await using dir = await tempDir();
-  await using served = await activatedUnixTransport(dir.path);
+  await using served = activatedUnixTransport(dir.path);
   using client = await Deno.connect({ transport: "unix", path: served.path });
   const connection = await withTimeout(served.transport.accept(), 30_000, "accept");
   assert.ok(connection);
@@ -531,16 +529,16 @@ Deno.test("close() ends a pending accept() with null and closes the client being
   assert.equal(await served.transport.accept(), null);
 
   await using dir2 = await tempDir();
-  await using idle = await activatedUnixTransport(dir2.path);
+  await using idle = activatedUnixTransport(dir2.path);
   const waiting = idle.transport.accept();
-  await delay(50); // let the accept Worker block in poll(2)
+  await delay(50); // let the accept loop wait in poll(2)
   idle.transport.close();
   assert.equal(await withTimeout(waiting, 30_000, "accept after close"), null);
 });
 
 Deno.test("write() to a client that has left drops the reply without failing", async () => {
   await using dir = await tempDir();
-  await using served = await activatedUnixTransport(dir.path);
+  await using served = activatedUnixTransport(dir.path);
   const client = await Deno.connect({ transport: "unix", path: served.path });
   const connection = await withTimeout(served.transport.accept(), 30_000, "accept");
   assert.ok(connection);

@@ -1,6 +1,6 @@
 /**
  * The device transport (virtio-serial, isa-serial) on real ptys made by socat, regular files and
- * /proc files: data both ways, hangups, errors, the reader Worker's life, and EAGAIN on write.
+ * /proc files: data both ways, hangups, errors, the read loop's life, and EAGAIN on write.
  *
  * @module
  */
@@ -22,7 +22,7 @@ async function openConnection(
   path: string,
   method: "virtio-serial" | "isa-serial" = "virtio-serial",
 ): Promise<{ transport: DeviceTransport; connection: Connection } & AsyncDisposable> {
-  const transport = await openDevice(method, path, silentLogger);
+  const transport = openDevice(method, path, silentLogger);
   const connection = await transport.accept();
   assert.ok(connection);
   return {
@@ -114,27 +114,9 @@ function descriptorsOf(target: string): number[] {
   return fds;
 }
 
-/**
- * read(2)-family calls made so far by this process's Worker threads, which Deno names
- * `worker-<n>` (only the device reader runs in one here). Other threads are left out: the test
- * runner's own file reads land on them.
- */
-function workerThreadReads(): number {
-  let total = 0;
-  let workers = 0;
-  for (const task of Deno.readDirSync("/proc/self/task")) {
-    try {
-      const comm = Deno.readTextFileSync(`/proc/self/task/${task.name}/comm`);
-      if (!comm.startsWith("worker-")) continue;
-      const io = Deno.readTextFileSync(`/proc/self/task/${task.name}/io`);
-      total += Number(/^syscr: (\d+)$/m.exec(io)![1]);
-      workers++;
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  if (workers === 0) throw new Error("no Worker thread (comm worker-<n>) found in /proc/self/task");
-  return total;
+/** How many times the connection's read loop has woken from poll(2) so far. */
+function wakeups(connection: Connection): number {
+  return (connection as FdConnection).wakeups;
 }
 
 function isSyscallError(syscall: string, code: string): (err: unknown) => boolean {
@@ -187,11 +169,11 @@ Deno.test("read() reports a hangup once when the pty's other side closes (EIO), 
   const first = await withTimeout(device.connection.read(), 30_000, "hangup");
   assert.deepEqual(first, { type: "hangup" });
   const next = device.connection.read();
-  const before = workerThreadReads();
+  const before = wakeups(device.connection);
   assert.equal(await stillPending(next, 2000), true, "a second hangup or data was reported");
-  const reads = workerThreadReads() - before;
-  // 100 ms between retries: about 20 reads in 2 s; a busy loop would make many thousands.
-  assert.ok(reads <= 40, `read syscalls in 2 s after the hangup: ${reads}`);
+  const woken = wakeups(device.connection) - before;
+  // 100 ms between retries: about 20 wakeups in 2 s; a busy loop would make many thousands.
+  assert.ok(woken <= 40, `poll(2) wakeups in 2 s after the hangup: ${woken}`);
   device.transport.close();
   assert.deepEqual(await next, { type: "closed" });
 });
@@ -241,10 +223,10 @@ Deno.test("read() makes no read calls while a connected pty is quiet", async () 
   await using pty = await ptyPair();
   await using device = await openConnection(pty.a);
   const next = device.connection.read();
-  const before = workerThreadReads();
+  const before = wakeups(device.connection);
   assert.equal(await stillPending(next, 1000), true);
-  const reads = workerThreadReads() - before;
-  assert.ok(reads <= 1, `read syscalls in 1 s on a quiet port: ${reads}`);
+  const woken = wakeups(device.connection) - before;
+  assert.ok(woken <= 1, `poll(2) wakeups in 1 s on a quiet port: ${woken}`);
   device.transport.close();
   assert.deepEqual(await next, { type: "closed" });
 });
@@ -324,14 +306,14 @@ Deno.test("openDevice() puts an isa-serial tty into raw mode", async () => {
 });
 
 Deno.test("openDevice() throws SyscallError and leaks no descriptor when it cannot open or set up", async () => {
-  await assert.rejects(
-    openDevice("virtio-serial", "/dev/agent_test_no_such_port", silentLogger),
+  assert.throws(
+    () => openDevice("virtio-serial", "/dev/agent_test_no_such_port", silentLogger),
     isSyscallError("open", "ENOENT"),
   );
   const file = await Deno.makeTempFile({ prefix: "agent_test_" });
   try {
-    await assert.rejects(
-      openDevice("isa-serial", file, silentLogger),
+    assert.throws(
+      () => openDevice("isa-serial", file, silentLogger),
       isSyscallError("tcgetattr", "ENOTTY"),
     );
     // The file is a path only this test opened: no descriptor may still point at it.
