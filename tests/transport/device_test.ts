@@ -281,7 +281,7 @@ Deno.test("write() drops the bytes when the pty's other side has gone (EIO)", as
   await withTimeout(device.connection.write(encoder.encode("{}\n")), 30_000, "write");
 });
 
-Deno.test("read() rejects with the SyscallError of a failed read, and the device is closed", async () => {
+Deno.test("read() rejects with the SyscallError of a failed read, the device is closed, and later writes are dropped", async () => {
   // Readable by no one: read(2) fails with EINVAL (never written to, so harmless).
   await using device = await openConnection("/proc/self/clear_refs");
   const owned = ownedDescriptors(device.connection);
@@ -290,6 +290,8 @@ Deno.test("read() rejects with the SyscallError of a failed read, and the device
   await assert.rejects(device.connection.read(), isSyscallError("read", "EINVAL"));
   await withTimeout(device.transport.finished, 30_000, "reader end after the error");
   assertClosed(owned);
+  // Not written to the closed descriptor's number, which may belong to something else by now.
+  await withTimeout(device.connection.write(encoder.encode("late")), 30_000, "write");
 });
 
 Deno.test("openDevice() puts an isa-serial tty into raw mode", async () => {
