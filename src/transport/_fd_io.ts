@@ -1,13 +1,10 @@
 /**
- * Descriptor channels as the agent's connections, on top of the descriptor loops (_fd_loop.ts),
- * which the device transports (device.ts) and socket activation (activated.ts) share:
- *
- * - {@link FdConnection}: an open non-blocking descriptor (a device, a connected socket) as a
- *   connection; its read loop reads, writes go straight to the descriptor without blocking: a
- *   write that gets EAGAIN (a virtio port while the host is away, a full pty) is retried after a
- *   growing pause of at most 100 ms, so the agent's event loop never blocks on the host, and
- *   qemu-ga's busy-spin on EAGAIN is avoided;
- * - {@link ListenAcceptor}: a listening socket's accept loop, one client at a time.
+ * A descriptor channel as the agent's connection, which the device transports (device.ts) and
+ * socket activation (activated.ts) share: {@link FdConnection} serves an open non-blocking
+ * descriptor (a device, a connected socket); its read loop (_fd_loop.ts) reads, writes go straight
+ * to the descriptor without blocking: a write that gets EAGAIN (a virtio port while the host is
+ * away, a full pty) is retried after a growing pause of at most 100 ms, so the agent's event loop
+ * never blocks on the host, and qemu-ga's busy-spin on EAGAIN is avoided.
  *
  * @module
  */
@@ -17,9 +14,7 @@ import { write } from "../linux/fd.ts";
 import type { Logger } from "../log.ts";
 import { sleep } from "../sleep.ts";
 import type { Connection, ReadResult } from "./_connection.ts";
-import { type AcceptedClient, AcceptLoop, type EndOfFile, ReadLoop } from "./_fd_loop.ts";
-
-export type { AcceptedClient } from "./_fd_loop.ts";
+import { type EndOfFile, ReadLoop } from "./_fd_loop.ts";
 
 /** The first pause after a write got EAGAIN; it doubles on each further EAGAIN. */
 export const WRITE_RETRY_MIN_MS = 1;
@@ -183,43 +178,3 @@ const OTHER_SIDE_GONE: readonly number[] = [
   errnoNumber("EPIPE"),
   errnoNumber("ECONNRESET"),
 ];
-
-/** A listening socket's accept loop: hands out one client at a time. */
-export class ListenAcceptor {
-  readonly #loop: AcceptLoop;
-  #failure: Error | undefined;
-  readonly #finished = Promise.withResolvers<void>();
-
-  /**
-   * Serves listening socket `fd` (which stays open: it is not ours).
-   * @throws {SyscallError} when the eventfd cannot be made
-   */
-  constructor(fd: number) {
-    this.#loop = new AcceptLoop(fd);
-  }
-
-  /** Settles once stopped and the accept loop's doorbell is closed. */
-  get finished(): Promise<void> {
-    return this.#finished.promise;
-  }
-
-  /**
-   * The next client; `null` once stopped. A failure to accept is final: every later call
-   * rejects with it.
-   */
-  async next(): Promise<AcceptedClient | null> {
-    if (this.#failure !== undefined) throw this.#failure;
-    if (this.#loop.stopped) return null;
-    try {
-      return await this.#loop.next();
-    } catch (err) {
-      this.#failure ??= err instanceof Error ? err : new Error(String(err));
-      throw this.#failure;
-    }
-  }
-
-  stop(): void {
-    if (this.#loop.stopped) return;
-    this.#loop.close().then(this.#finished.resolve);
-  }
-}

@@ -342,7 +342,9 @@ export interface AcceptedClient {
 export class AcceptLoop {
   readonly #fd: number;
   readonly #wait: DescriptorWait;
+  readonly #finished = Promise.withResolvers<void>();
   #accepting = false;
+  #failure: Error | undefined;
 
   /** @throws {SyscallError} when the eventfd cannot be made */
   constructor(fd: number) {
@@ -355,15 +357,18 @@ export class AcceptLoop {
     return this.#wait.wakeFd;
   }
 
-  get stopped(): boolean {
-    return this.#wait.stopped;
+  /** Settles once stopped and the doorbell is closed. */
+  get finished(): Promise<void> {
+    return this.#finished.promise;
   }
 
   /**
-   * The next queued client, waiting for one; `null` once stopped. One call at a time.
-   * @throws {SyscallError} when waiting or accepting fails for good
+   * The next queued client, waiting for one; `null` once stopped. One call at a time. A failure
+   * is final: every later call rejects with it.
+   * @throws {SyscallError} when waiting or accepting fails
    */
   async next(): Promise<AcceptedClient | null> {
+    if (this.#failure !== undefined) throw this.#failure;
     if (this.#accepting) throw new Error("the accept loop is already waiting for a client");
     this.#accepting = true;
     try {
@@ -372,20 +377,19 @@ export class AcceptLoop {
         if (outcome === null || typeof outcome === "object") return outcome;
         if (outcome === "pause") await sleep(ACCEPT_RETRY_MS, this.#wait.signal);
       }
+    } catch (err) {
+      this.#failure = err instanceof Error ? err : new Error(errorMessage(err));
+      throw this.#failure;
     } finally {
       this.#accepting = false;
     }
   }
 
-  /** Ends a wait in progress (it returns `null`). */
+  /** Ends a wait in progress (it returns `null`) and closes the doorbell once that wait returned. */
   stop(): void {
+    if (this.#wait.stopped) return;
     this.#wait.stop();
-  }
-
-  /** Closes the doorbell once stopped and no wait is in progress. */
-  close(): Promise<void> {
-    this.stop();
-    return this.#wait.close();
+    this.#wait.close().then(this.#finished.resolve);
   }
 
   /** One wait for the listener and, if a connection is queued, one accept4(2). */

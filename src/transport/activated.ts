@@ -9,7 +9,7 @@
  *
  * Deno cannot adopt an inherited descriptor, so everything goes through src/linux/: the socket is
  * inspected with getsockopt(2), marked close-on-exec (no hook or watchdog inherits it) and
- * non-blocking; an accept loop (_fd_io.ts) waits in poll(2), off the event loop, while a client
+ * non-blocking; an accept loop (_fd_loop.ts) waits in poll(2), off the event loop, while a client
  * is wanted and none is queued; each client is served as a descriptor connection (_fd_io.ts),
  * where end of file means the client has gone.
  *
@@ -33,7 +33,8 @@ import {
 } from "../linux/sockets.ts";
 import type { Logger } from "../log.ts";
 import type { Connection, Transport } from "./_connection.ts";
-import { type FdConnection, ListenAcceptor, openFdConnection } from "./_fd_io.ts";
+import { type FdConnection, openFdConnection } from "./_fd_io.ts";
+import { AcceptLoop } from "./_fd_loop.ts";
 import { type Method, methodOfSocketFamily } from "./methods.ts";
 import { describePeer, isAllowedVsockPeer } from "./socket.ts";
 
@@ -151,7 +152,7 @@ export function openActivated(
   allowedCids: readonly number[],
   log: Logger,
 ): ActivatedTransport {
-  const acceptor = new ListenAcceptor(activation.fd);
+  const acceptor = new AcceptLoop(activation.fd);
   const where = activation.address.transport === "vsock"
     ? { cid: activation.address.cid, port: activation.address.port }
     : { path: activation.address.path };
@@ -186,14 +187,14 @@ function warnIfOthersMayConnect(address: SocketAddress, log: Logger): void {
 /** The activated listener: hands out one client at a time. */
 export class ActivatedTransport implements Transport, AsyncDisposable {
   readonly description: string;
-  readonly #acceptor: ListenAcceptor;
+  readonly #acceptor: AcceptLoop;
   readonly #allowedCids: readonly number[];
   readonly #log: Logger;
   #current: FdConnection | undefined;
   #closed = false;
 
   constructor(
-    acceptor: ListenAcceptor,
+    acceptor: AcceptLoop,
     description: string,
     allowedCids: readonly number[],
     log: Logger,

@@ -15,6 +15,22 @@ export function isSyscallError(syscall: string, code: string): (err: unknown) =>
   return (err) => err instanceof SyscallError && err.syscall === syscall && err.code === code;
 }
 
+/**
+ * What descriptor `fd` of this process is now: its target and, for an eventfd, the kernel's id of
+ * that eventfd; `undefined` when it is not open. Looked up without touching the descriptor, so a
+ * number the runtime reuses after a close gets another identity.
+ */
+export function descriptorIdentity(fd: number): string | undefined {
+  try {
+    const target = Deno.readLinkSync(`/proc/self/fd/${fd}`);
+    const info = Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`);
+    const eventfdId = /^eventfd-id:\s*(\d+)$/m.exec(info)?.[1];
+    return eventfdId === undefined ? target : `${target} id ${eventfdId}`;
+  } catch {
+    return undefined; // not open
+  }
+}
+
 /** Runs a program and returns its stdout, trimmed; throws with its stderr when it fails. */
 export async function run(command: string, args: string[]): Promise<string> {
   const output = await new Deno.Command(command, { args, stdin: "null" }).output();

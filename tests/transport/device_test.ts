@@ -6,12 +6,12 @@
  */
 
 import assert from "node:assert/strict";
-import { SyscallError } from "../../src/linux/errno.ts";
 import { silentLogger } from "../../src/log.ts";
 import type { FdConnection } from "../../src/transport/_fd_io.ts";
 import { type DeviceTransport, openDevice } from "../../src/transport/device.ts";
 import type { Connection, ReadResult } from "../../src/transport/mod.ts";
 import { delay, withTimeout } from "../_util/agent.ts";
+import { descriptorIdentity, isSyscallError } from "../_util/linux.ts";
 import { ptyPair } from "../_util/pty.ts";
 
 const encoder = new TextEncoder();
@@ -71,21 +71,6 @@ async function stillPending(promise: Promise<unknown>, ms: number): Promise<bool
   return (await Promise.race([promise.then(() => null, () => null), timer])) === pending;
 }
 
-/**
- * What descriptor `fd` is: its target and, for an eventfd, the kernel's id of that eventfd. A
- * number the runtime reuses for something else after a close gets another identity.
- */
-function descriptorIdentity(fd: number): string | undefined {
-  try {
-    const target = Deno.readLinkSync(`/proc/self/fd/${fd}`);
-    const info = Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`);
-    const eventfdId = /^eventfd-id:\s*(\d+)$/m.exec(info)?.[1];
-    return eventfdId === undefined ? target : `${target} id ${eventfdId}`;
-  } catch {
-    return undefined; // not open
-  }
-}
-
 /** The identities of the descriptors a connection owns (only those: never the whole table). */
 function ownedDescriptors(connection: Connection): string[] {
   const fds = (connection as FdConnection).descriptors;
@@ -117,10 +102,6 @@ function descriptorsOf(target: string): number[] {
 /** How many times the connection's read loop has woken from poll(2) so far. */
 function wakeups(connection: Connection): number {
   return (connection as FdConnection).wakeups;
-}
-
-function isSyscallError(syscall: string, code: string): (err: unknown) => boolean {
-  return (err) => err instanceof SyscallError && err.syscall === syscall && err.code === code;
 }
 
 Deno.test("openDevice() passes bytes both ways over a pty", async () => {

@@ -18,7 +18,7 @@ import {
   type ReadSink,
 } from "../../src/transport/_fd_loop.ts";
 import { delay, withTimeout } from "../_util/agent.ts";
-import { isSyscallError, socketBoundTo, withTempDir } from "../_util/linux.ts";
+import { descriptorIdentity, isSyscallError, socketBoundTo, withTempDir } from "../_util/linux.ts";
 
 type Delivered = { type: "data"; text: string } | { type: "hangup" | "closed" } | {
   type: "failed";
@@ -53,30 +53,16 @@ async function readToEnd(
   return { delivered, loop, before };
 }
 
-/**
- * What descriptor `fd` is now (its target, and an eventfd's kernel id), `undefined` when closed:
- * looked up without touching it, as the runtime may reuse a closed number at any time.
- */
-function identity(fd: number): string | undefined {
-  try {
-    const target = Deno.readLinkSync(`/proc/self/fd/${fd}`);
-    const info = Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`);
-    return `${target} ${/^eventfd-id:\s*(\d+)$/m.exec(info)?.[1] ?? ""}`;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The identities of `fds` now, to compare with later. */
 function identities(fds: readonly number[]): (string | undefined)[] {
-  return fds.map(identity);
+  return fds.map(descriptorIdentity);
 }
 
 /** Asserts that none of the descriptors whose identities were taken is still that one. */
 function assertClosed(fds: readonly number[], before: readonly (string | undefined)[]): void {
   fds.forEach((fd, index) => {
     assert.ok(before[index] !== undefined, `descriptor ${fd} was not open`);
-    assert.notEqual(identity(fd), before[index], `descriptor ${fd} still open`);
+    assert.notEqual(descriptorIdentity(fd), before[index], `descriptor ${fd} still open`);
   });
 }
 
@@ -192,7 +178,8 @@ Deno.test("the accept loop accepts a queued client, leaves the listener open, an
       assert.equal(await withTimeout(waiting, 30_000, "wait after stop"), null);
       assert.equal(await loop.next(), null, "and stays stopped");
     } finally {
-      await loop.close();
+      loop.stop();
+      await withTimeout(loop.finished, 30_000, "accept loop end");
     }
     assertClosed([loop.wakeFd], before);
     assert.equal(socketBoundTo(path), fd, "the listener is still open");
