@@ -13,15 +13,29 @@
  * a cycle already recorded. While armed it looks at the state file once a second; it never writes
  * while anything is frozen.
  *
+ * While armed it leaves its socket unread for {@link READ_REST_MS} after each read (#48), so
+ * back-to-back cycles wake it a few times a second, not once per cycle. That is safe because the
+ * state file, not the line, is the record: at each look, and when a deadline it holds passes, it
+ * holds whatever cycle the file records (a later one whose line is still unread, too), and a later
+ * cycle's deadline is never earlier than the one it held before. Once nothing is armed it reads at
+ * once.
+ *
  * @module
  */
 
 import { endCycle } from "./end_cycle.ts";
 import { type Engine, lockWaitMs } from "./engine.ts";
+import type { FrozenState } from "./state.ts";
 import type { Connection, Transport } from "../transport/mod.ts";
 
 /** How often an armed watchdog checks that its cycle is still in force. */
 export const CHECK_INTERVAL_MS = 1000;
+/**
+ * How long an armed watchdog leaves its socket unread after a read: back-to-back cycles wake it
+ * 20 times a second at most, and the ~280 armings its socket holds take over 5000 cycles a second
+ * to fill it (a full socket would hold up the agent's next arming).
+ */
+export const READ_REST_MS = 50;
 
 /** Options of {@link runWatchdog}. */
 export interface WatchdogOptions {
@@ -34,6 +48,10 @@ export interface WatchdogOptions {
   firstClientWaitMs?: number;
   /** Aborting stops it (SIGTERM); an armed cycle is left to the agent or the next watchdog. */
   signal: AbortSignal;
+  /** @default CHECK_INTERVAL_MS */
+  checkIntervalMs?: number;
+  /** @default READ_REST_MS */
+  readRestMs?: number;
 }
 
 /**
@@ -53,10 +71,10 @@ export type WatchdogReply = { armed: string; deadline: number } | { error: strin
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Writes `reply`; false when the client has gone. */
-async function answered(connection: Connection, reply: WatchdogReply): Promise<boolean> {
+/** Writes `replies` (lines); false when the client has gone. */
+async function answered(connection: Connection, replies: string): Promise<boolean> {
   try {
-    await connection.write(encoder.encode(JSON.stringify(reply) + "\n"));
+    await connection.write(encoder.encode(replies));
     return true;
   } catch {
     return false;
@@ -83,6 +101,9 @@ class Watchdog {
   #clients = 0;
   #ending: Promise<void> | undefined;
   #firstClientTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set while the socket rests (armed): reads it then. */
+  #readNow: (() => void) | undefined;
+  #rest: ReturnType<typeof setTimeout> | undefined;
 
   constructor(engine: Engine, transport: Transport, options: WatchdogOptions) {
     this.#engine = engine;
@@ -91,7 +112,10 @@ class Watchdog {
   }
 
   async run(): Promise<void> {
-    const stop = (): void => this.#transport.close();
+    const stop = (): void => {
+      this.#transport.close();
+      this.#letReaderIn(); // the client's read then ends at once
+    };
     this.#options.signal.addEventListener("abort", stop, { once: true });
     try {
       this.#armFromState();
@@ -121,21 +145,44 @@ class Watchdog {
   async #serve(connection: Connection): Promise<void> {
     let pending = "";
     for (;;) {
+      await this.#readTurn();
       const result = await connection.read();
       if (result.type !== "data") return;
       pending += decoder.decode(result.bytes, { stream: true });
-      for (let newline = pending.indexOf("\n"); newline !== -1; newline = pending.indexOf("\n")) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        const reply = this.#answer(line);
-        // The agent does not wait for the answer: it may have died since it armed (kept armed).
-        if (!await answered(connection, reply)) return;
+      const lines = pending.split("\n");
+      pending = lines.pop()!;
+      if (lines.length > 0) {
+        let state: { read: FrozenState | undefined } | undefined; // one look for all the lines
+        const recorded = () => (state ??= { read: this.#engine.store.read() }).read;
+        const replies = lines.map((line) => JSON.stringify(this.#answer(line, recorded)) + "\n");
+        // The agent does not wait for the answers: it may have died since it armed (kept armed).
+        if (!await answered(connection, replies.join(""))) return;
       }
       if (pending.length > 4096) return; // not our client
     }
   }
 
-  #answer(line: string): WatchdogReply {
+  /**
+   * Resolves at once while nothing is armed (or once stopped); while armed, at the next look or
+   * the disarming.
+   */
+  #readTurn(): Promise<void> {
+    if (this.#armed === undefined || this.#options.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#readNow = resolve;
+      this.#rest = setTimeout(() => this.#letReaderIn(), this.#options.readRestMs ?? READ_REST_MS);
+    });
+  }
+
+  #letReaderIn(): void {
+    clearTimeout(this.#rest);
+    this.#rest = undefined;
+    const readNow = this.#readNow;
+    this.#readNow = undefined;
+    readNow?.();
+  }
+
+  #answer(line: string, recorded: () => FrozenState | undefined): WatchdogReply {
     let request: Partial<WatchdogRequest>;
     try {
       request = JSON.parse(line);
@@ -143,7 +190,7 @@ class Watchdog {
       return { error: "not a JSON request" };
     }
     if (typeof request.arm !== "string") return { error: "unknown request" };
-    const state = this.#engine.store.read();
+    const state = recorded();
     if (state === undefined || state.cycle !== request.arm) {
       return { error: `cycle ${request.arm} is not recorded in ${this.#engine.store.paths.state}` };
     }
@@ -168,7 +215,10 @@ class Watchdog {
     this.#armed = { cycle, deadline };
     const delay = Math.max(0, deadline - this.#engine.clock.now());
     this.#timer = setTimeout(() => this.#deadlineReached(cycle), delay);
-    this.#check = setInterval(() => this.#checkInForce(), CHECK_INTERVAL_MS);
+    this.#check = setInterval(
+      () => this.#checkInForce(),
+      this.#options.checkIntervalMs ?? CHECK_INTERVAL_MS,
+    );
   }
 
   #disarm(): void {
@@ -177,21 +227,32 @@ class Watchdog {
     this.#timer = undefined;
     this.#check = undefined;
     this.#armed = undefined;
+    this.#letReaderIn();
   }
 
-  /** The cycle ended some other way (host thaw, local thaw, its state dir removed). */
+  /**
+   * The look once a second: a cycle ended some other way (host thaw, local thaw, its state dir
+   * removed) is let go, or a later one whose arming is still unread is held.
+   */
   #checkInForce(): void {
     const armed = this.#armed;
     if (armed === undefined || this.#ending !== undefined) return;
-    let inForce: boolean;
-    try {
-      inForce = this.#engine.store.read()?.cycle === armed.cycle;
-    } catch {
-      inForce = false;
-    }
-    if (inForce) return;
+    const recorded = this.#recorded();
+    if (recorded?.cycle === armed.cycle) return;
     this.#disarm();
+    if (recorded !== undefined) this.#arm(recorded.cycle, recorded.deadline);
     this.#exitIfIdle();
+  }
+
+  /** The cycle the state file records, if it has a deadline (a failing read counts as none). */
+  #recorded(): { cycle: string; deadline: number } | undefined {
+    try {
+      const state = this.#engine.store.read();
+      if (state === undefined || state.deadline === null) return undefined;
+      return { cycle: state.cycle, deadline: state.deadline };
+    } catch {
+      return undefined;
+    }
   }
 
   #deadlineReached(cycle: string): void {
@@ -201,6 +262,11 @@ class Watchdog {
     this.#ending = this.#endCycle(engine, cycle).finally(() => {
       this.#ending = undefined;
       this.#disarm();
+      // A later cycle whose arming is still unread (the socket waits for the next look).
+      const recorded = this.#recorded();
+      if (recorded !== undefined && recorded.cycle !== cycle) {
+        this.#arm(recorded.cycle, recorded.deadline);
+      }
       this.#exitIfIdle();
     });
   }

@@ -164,8 +164,8 @@ Deno.test("WatchdogLink logs a watchdog that refused to arm, and not one that ar
   const link = new WatchdogLink({ socketPath: path, start: noStart, clock: systemClock, log });
   try {
     await link.arm(cycle("good"));
-    await link.arm(cycle("bad"));
     await link.arm(cycle("good-again"));
+    await link.arm(cycle("bad")); // the newest: a refusal of an earlier one is of an ended cycle
     await watchdog.received(3);
     for (let i = 0; i < 200 && log.lines.length === 0; i++) await delay(10);
     await delay(50);
@@ -197,6 +197,42 @@ Deno.test("WatchdogLink notes, without an error, a refusal of a cycle that has e
       "debug the thaw watchdog read an arming after its cycle ended",
       "error the thaw watchdog did not arm the cycle",
     ]);
+  } finally {
+    link.close();
+  }
+});
+
+Deno.test("WatchdogLink takes a refusal of a cycle armed before the newest as one of an ended cycle, without looking", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/watchdog.sock`;
+  // Answers both once the newer arming came, as a watchdog reading at its next look does.
+  await using watchdog = new FakeWatchdog(
+    path,
+    (line) =>
+      line.includes("older")
+        ? undefined
+        : `${JSON.stringify({ error: "not recorded" })}\n${armed(line)}`,
+  );
+  const log = new FakeLog();
+  let looks = 0;
+  const link = new WatchdogLink({
+    socketPath: path,
+    start: noStart,
+    clock: systemClock,
+    log,
+    inForce: () => {
+      looks++;
+      return true;
+    },
+  });
+  try {
+    await link.arm(cycle("older"));
+    await link.arm(cycle("newer"));
+    await watchdog.received(2);
+    for (let i = 0; i < 200 && log.lines.length === 0; i++) await delay(10);
+    await delay(50);
+    assert.deepEqual(log.lines, ["debug the thaw watchdog read an arming after its cycle ended"]);
+    assert.equal(looks, 0);
   } finally {
     link.close();
   }
