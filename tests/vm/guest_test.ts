@@ -248,8 +248,12 @@ function registerScenarios(agent: AgentSetup): void {
       const guest = booted();
       const start = performance.now();
       await requireLab().libvirt.restartLibvirtd();
+      // libvirtd's own start-up varies by seconds (it probes QEMU's capabilities when it finds its
+      // cache stale): apart from the agent's part.
+      results.record(kind, "libvirtdRestart", secondsSince(start));
+      const back = performance.now();
       const answered = await guest.waitForPing(180_000);
-      results.record(kind, "libvirtdRestartToPing", secondsSince(start));
+      results.record(kind, "libvirtdBackToPing", secondsSince(back));
       assert.ok(answered, "no guest-ping answer within 180 s after libvirtd came back");
       assert.equal(await guest.freezeStatus(), "thawed");
     },

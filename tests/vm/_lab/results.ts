@@ -25,7 +25,8 @@ export const METRICS = {
   quiescedSnapshot: "`snapshot-create-as --disk-only --atomic --quiesce` (MariaDB load)",
   plainSnapshot: "`snapshot-create-as --disk-only --atomic` (no quiesce)",
   restartToPing: "`systemctl restart` to first answer",
-  libvirtdRestartToPing: "libvirtd restarted to first answer",
+  libvirtdRestart: "libvirtd restart (stop, start, answering `virsh version`)",
+  libvirtdBackToPing: "then to the agent's first answer",
   rebootToPing: "`virsh reboot --mode agent` to first answer",
   shutdown: "`virsh shutdown --mode agent` to domain shut off",
 } as const;
