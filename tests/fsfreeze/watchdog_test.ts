@@ -133,6 +133,28 @@ function scriptedWatchdog(guest: FakeGuest, restMs: number, checkMs = 600_000) {
   return { client: transport.client, stop, running, log };
 }
 
+/** A scripted watchdog armed for a cycle "first" through its socket, answered. */
+async function armedWatchdog(
+  guest: FakeGuest,
+  firstInMs: number,
+  restMs: number,
+  checkMs?: number,
+) {
+  const watchdog = scriptedWatchdog(guest, restMs, checkMs);
+  const first = recordCycle(guest, "first", firstInMs);
+  watchdog.client.send({ arm: first.cycle });
+  await watchdog.client.answersReach(1);
+  return { ...watchdog, first };
+}
+
+/** Waits until no cycle is recorded (at most 10 s: a generous bound on a busy machine). */
+async function untilNoCycle(guest: FakeGuest): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (guest.store.state !== undefined && Date.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** Whether `promise` settles within `ms`. */
 async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -190,10 +212,7 @@ Deno.test("a watchdog holding a recorded cycle's deadline stays without a client
 
 Deno.test("an armed watchdog leaves later armings in its socket while it rests", async () => {
   const guest = fakeGuest(["/srv"]);
-  const { client, stop, running } = scriptedWatchdog(guest, 600_000);
-  const first = recordCycle(guest, "first", 600_000);
-  client.send({ arm: first.cycle });
-  await client.answersReach(1);
+  const { client, stop, running, first } = await armedWatchdog(guest, 600_000, 600_000);
   assert.deepEqual(client.answers, [{ armed: "first", deadline: first.deadline }]);
   const readsWhenArmed = client.reads;
 
@@ -207,10 +226,7 @@ Deno.test("an armed watchdog leaves later armings in its socket while it rests",
 
 Deno.test("after its rest an armed watchdog answers the armings that came since and holds the recorded cycle", async () => {
   const guest = fakeGuest(["/srv"]);
-  const { client, stop, running } = scriptedWatchdog(guest, 50);
-  const first = recordCycle(guest, "first", 600_000);
-  client.send({ arm: first.cycle });
-  await client.answersReach(1);
+  const { client, stop, running } = await armedWatchdog(guest, 600_000, 50);
 
   recordCycle(guest, "second", 600_000);
   client.send({ arm: "second" });
@@ -227,17 +243,11 @@ Deno.test("after its rest an armed watchdog answers the armings that came since 
 Deno.test("a watchdog whose armed deadline passes holds a later recorded cycle whose arming it has not read, and thaws it at its deadline", async () => {
   const guest = fakeGuest(["/srv"]);
   await guest.freezer.freeze([["/srv"]]);
-  const { client, stop, running, log } = scriptedWatchdog(guest, 600_000);
-  const first = recordCycle(guest, "first", 100);
-  client.send({ arm: first.cycle });
-  await client.answersReach(1);
+  const { stop, running, log } = await armedWatchdog(guest, 100, 600_000);
 
   // The first cycle ended and a second began; its arming line never came (or waits unread).
   recordCycle(guest, "second", 400);
-  const until = Date.now() + 10_000;
-  while (guest.store.state !== undefined && Date.now() < until) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await untilNoCycle(guest);
   assert.equal(guest.store.state, undefined, JSON.stringify(log.lines));
   assert.equal(guest.freezer.frozen.size, 0, "and /srv thawed");
   stop.abort();
@@ -247,16 +257,10 @@ Deno.test("a watchdog whose armed deadline passes holds a later recorded cycle w
 Deno.test("at its look an armed watchdog holds a later recorded cycle whose arming it has not read", async () => {
   const guest = fakeGuest(["/srv"]);
   await guest.freezer.freeze([["/srv"]]);
-  const { client, stop, running, log } = scriptedWatchdog(guest, 600_000, 50);
-  const first = recordCycle(guest, "first", 600_000);
-  client.send({ arm: first.cycle });
-  await client.answersReach(1);
+  const { stop, running, log } = await armedWatchdog(guest, 600_000, 600_000, 50);
 
   recordCycle(guest, "second", 300); // only a look can find it: the first deadline is far
-  const until = Date.now() + 10_000;
-  while (guest.store.state !== undefined && Date.now() < until) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await untilNoCycle(guest);
   assert.equal(guest.store.state, undefined, JSON.stringify(log.lines));
   assert.equal(guest.freezer.frozen.size, 0, "and /srv thawed");
   stop.abort();
