@@ -163,8 +163,8 @@ class Watchdog {
   }
 
   /**
-   * Resolves at once while nothing is armed (or once stopped); while armed, at the next look or
-   * the disarming.
+   * Resolves at once while nothing is armed (or once stopped); while armed, after the socket's
+   * rest or at the disarming.
    */
   #readTurn(): Promise<void> {
     if (this.#armed === undefined || this.#options.signal.aborted) return Promise.resolve();
@@ -262,7 +262,7 @@ class Watchdog {
     this.#ending = this.#endCycle(engine, cycle).finally(() => {
       this.#ending = undefined;
       this.#disarm();
-      // A later cycle whose arming is still unread (the socket waits for the next look).
+      // A later cycle whose arming is still unread (the socket rests).
       const recorded = this.#recorded();
       if (recorded !== undefined && recorded.cycle !== cycle) {
         this.#arm(recorded.cycle, recorded.deadline);

@@ -267,7 +267,7 @@ export class WatchdogLink implements Arming {
 
   /** Whether `cycle` is known to have ended (a failing look counts as "still in force"). */
   #endedSince(cycle: string): boolean {
-    // A watchdog that reads its socket once a second while armed answers earlier cycles late.
+    // An armed watchdog rests its socket (design #48): it may answer earlier cycles late.
     if (cycle !== this.#newest) return true;
     try {
       return this.#options.inForce?.(cycle) === false;
