@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import type { FrozenState } from "../../src/fsfreeze/state.ts";
 import { runWatchdog, type WatchdogReply } from "../../src/fsfreeze/watchdog.ts";
 import type { Connection, ReadResult, Transport } from "../../src/transport/mod.ts";
-import { fakeEngine, type FakeGuest, fakeGuest, FakeLog } from "../_util/fake_engine.ts";
+import { fakeEngine, type FakeGuest, fakeGuest } from "../_util/fake_engine.ts";
+import { waitFor } from "../_util/pty.ts";
 
 /** A channel no client ever connects to; closing it ends `accept()`. */
 class SilentTransport implements Transport {
@@ -35,7 +36,6 @@ class ScriptedClient implements Connection {
   readonly answers: WatchdogReply[] = [];
   #pending: Uint8Array[] = [];
   #waiting: ((result: ReadResult) => void) | undefined;
-  #answered: (() => void) | undefined;
   #closed = false;
 
   send(request: object): void {
@@ -58,20 +58,12 @@ class ScriptedClient implements Connection {
     for (const line of new TextDecoder().decode(bytes).split("\n").filter(Boolean)) {
       this.answers.push(JSON.parse(line));
     }
-    this.#answered?.();
     return Promise.resolve();
   }
 
   /** Waits until `count` answers came (at most 10 s: a generous bound on a busy machine). */
-  async answersReach(count: number): Promise<void> {
-    const until = Date.now() + 10_000;
-    while (this.answers.length < count) {
-      if (Date.now() > until) throw new Error(`${this.answers.length} answers, not ${count}`);
-      await new Promise<void>((resolve) => {
-        this.#answered = resolve;
-        setTimeout(resolve, 50);
-      });
-    }
+  answersReach(count: number): Promise<void> {
+    return waitFor(() => this.answers.length >= count, `${count} answers`, 10_000);
   }
 
   close(): void {
@@ -123,14 +115,13 @@ function recordCycle(guest: FakeGuest, cycle: string, inMs: number): FrozenState
 function scriptedWatchdog(guest: FakeGuest, restMs: number, checkMs = 600_000) {
   const transport = new OneClientTransport();
   const stop = new AbortController();
-  const log = new FakeLog();
-  const running = runWatchdog(fakeEngine(guest, {}, log), transport, {
+  const running = runWatchdog(fakeEngine(guest), transport, {
     persistent: true,
     readRestMs: restMs,
     checkIntervalMs: checkMs,
     signal: stop.signal,
   });
-  return { client: transport.client, stop, running, log };
+  return { client: transport.client, stop, running };
 }
 
 /** A scripted watchdog armed for a cycle "first" through its socket, answered. */
@@ -145,14 +136,6 @@ async function armedWatchdog(
   watchdog.client.send({ arm: first.cycle });
   await watchdog.client.answersReach(1);
   return { ...watchdog, first };
-}
-
-/** Waits until no cycle is recorded (at most 10 s: a generous bound on a busy machine). */
-async function untilNoCycle(guest: FakeGuest): Promise<void> {
-  const until = Date.now() + 10_000;
-  while (guest.store.state !== undefined && Date.now() < until) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** Whether `promise` settles within `ms`. */
@@ -243,12 +226,11 @@ Deno.test("after its rest an armed watchdog answers the armings that came since 
 Deno.test("a watchdog whose armed deadline passes holds a later recorded cycle whose arming it has not read, and thaws it at its deadline", async () => {
   const guest = fakeGuest(["/srv"]);
   await guest.freezer.freeze([["/srv"]]);
-  const { stop, running, log } = await armedWatchdog(guest, 100, 600_000);
+  const { stop, running } = await armedWatchdog(guest, 100, 600_000);
 
   // The first cycle ended and a second began; its arming line never came (or waits unread).
   recordCycle(guest, "second", 400);
-  await untilNoCycle(guest);
-  assert.equal(guest.store.state, undefined, JSON.stringify(log.lines));
+  await waitFor(() => guest.store.state === undefined, "the second cycle's end", 10_000);
   assert.equal(guest.freezer.frozen.size, 0, "and /srv thawed");
   stop.abort();
   await running;
@@ -257,11 +239,10 @@ Deno.test("a watchdog whose armed deadline passes holds a later recorded cycle w
 Deno.test("at its look an armed watchdog holds a later recorded cycle whose arming it has not read", async () => {
   const guest = fakeGuest(["/srv"]);
   await guest.freezer.freeze([["/srv"]]);
-  const { stop, running, log } = await armedWatchdog(guest, 600_000, 600_000, 50);
+  const { stop, running } = await armedWatchdog(guest, 600_000, 600_000, 50);
 
   recordCycle(guest, "second", 300); // only a look can find it: the first deadline is far
-  await untilNoCycle(guest);
-  assert.equal(guest.store.state, undefined, JSON.stringify(log.lines));
+  await waitFor(() => guest.store.state === undefined, "the second cycle's end", 10_000);
   assert.equal(guest.freezer.frozen.size, 0, "and /srv thawed");
   stop.abort();
   await running;
