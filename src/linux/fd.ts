@@ -162,7 +162,10 @@ const F_GETFD = 1;
 const F_SETFD = 2;
 const F_GETFL = 3;
 const F_SETFL = 4;
+const F_SETOWN = 8;
 const FD_CLOEXEC = 1;
+/** O_ASYNC (FASYNC): the kernel signals the descriptor's owner with SIGIO when it becomes ready. */
+const O_ASYNC = 0o20000;
 
 /**
  * Marks a descriptor close-on-exec, so no child (a hook, the watchdog) inherits it.
@@ -182,4 +185,19 @@ export function setNonBlocking(fd: number): void {
   const flags = libc().fcntl_int(fd, F_GETFL, 0);
   if (flags === -1) throw errnoError("fcntl(F_GETFL)");
   if (libc().fcntl_int(fd, F_SETFL, flags | O_NONBLOCK) === -1) throw errnoError("fcntl(F_SETFL)");
+}
+
+/**
+ * Asks the kernel to send this process SIGIO whenever `fd` becomes ready (`on`), or no longer.
+ * A SIGIO listener must be in place before: the signal's default action ends the process.
+ * @throws {SyscallError} EBADF if `fd` is not open
+ */
+export function setSignalWhenReady(fd: number, on: boolean): void {
+  if (on && libc().fcntl_int(fd, F_SETOWN, Deno.pid) === -1) throw errnoError("fcntl(F_SETOWN)");
+  const flags = libc().fcntl_int(fd, F_GETFL, 0);
+  if (flags === -1) throw errnoError("fcntl(F_GETFL)");
+  const wanted = on ? flags | O_ASYNC : flags & ~O_ASYNC;
+  if (wanted !== flags && libc().fcntl_int(fd, F_SETFL, wanted) === -1) {
+    throw errnoError("fcntl(F_SETFL)");
+  }
 }

@@ -14,8 +14,9 @@
  *
  * The read loop: what end of file means depends on the channel ({@link EndOfFile}):
  * - a device: end of file, POLLHUP without data and EIO (a pty whose other side closed) mean "no
- *   host": it reports a hangup once, then tries again every {@link HANGUP_RETRY_MS} (qemu-ga's
- *   `g_usleep(G_USEC_PER_SEC / 10)`, at most 10 wakeups/s);
+ *   host": it reports a hangup once, then waits for the host (_host_return.ts): until SIGIO says
+ *   the device is ready again (a virtio port, a tty, a FIFO), or tries again every
+ *   {@link HANGUP_RETRY_MS} (qemu-ga's `g_usleep(G_USEC_PER_SEC / 10)`) when it sends none;
  * - a socket: end of file (or a reset) means the client has gone: it reports "closed" once and
  *   reads no more, but keeps the descriptor open until stopped, so a reply the agent is still
  *   writing to a client that only shut down its writing side still reaches it.
@@ -43,6 +44,13 @@ import {
 } from "../linux/fd.ts";
 import { accept4, SOCK_CLOEXEC, SOCK_NONBLOCK, type SocketAddress } from "../linux/sockets.ts";
 import { sleep } from "../sleep.ts";
+import {
+  HOST_AWAY_LOOK_MS,
+  HostReturn,
+  type ReadySignal,
+  SIGIO,
+  signalsWhenReady,
+} from "./_host_return.ts";
 
 /** How long to wait before reading again after a hangup or EAGAIN (qemu-ga: 100 ms). */
 export const HANGUP_RETRY_MS = 100;
@@ -154,6 +162,14 @@ export interface ReadSink {
 /** What one attempt found: go on at once, after a pause, end now, or end once stopped. */
 type Outcome = "next" | "pause" | "stop" | "ended";
 
+/** How a hung-up device waits for its host (tests change them). */
+export interface HostWaitOptions {
+  /** @default SIGIO */
+  signal?: ReadySignal;
+  /** @default HOST_AWAY_LOOK_MS */
+  lookMs?: number;
+}
+
 /** The read loop of a descriptor channel; it owns the descriptor. */
 export class ReadLoop {
   readonly #fd: number;
@@ -165,6 +181,8 @@ export class ReadLoop {
   #pending = 0;
   #room: PromiseWithResolvers<void> | undefined;
   #hungUp = false;
+  /** How a hung-up device waits for its host; absent for a socket. */
+  readonly #hostReturn: HostReturn | undefined;
   #open = true;
   /** Settles once the loop has ended and closed the descriptor and its doorbell. */
   readonly finished: Promise<void>;
@@ -174,11 +192,20 @@ export class ReadLoop {
    * throws.
    * @throws {SyscallError} when the eventfd cannot be made
    */
-  constructor(fd: number, endOfFile: EndOfFile, path: string, sink: ReadSink) {
+  constructor(
+    fd: number,
+    endOfFile: EndOfFile,
+    path: string,
+    sink: ReadSink,
+    hostWait: HostWaitOptions = {},
+  ) {
     this.#fd = fd;
     this.#endOfFile = endOfFile;
     this.#path = path;
     this.#sink = sink;
+    this.#hostReturn = endOfFile === "hangup" && signalsWhenReady(fd)
+      ? new HostReturn(fd, hostWait.signal ?? SIGIO, hostWait.lookMs ?? HOST_AWAY_LOOK_MS)
+      : undefined;
     try {
       this.#wait = new DescriptorWait();
     } catch (err) {
@@ -203,6 +230,11 @@ export class ReadLoop {
     return this.#wait.wakeups;
   }
 
+  /** Whether the signal that wakes a hung-up device's wait is asked for now, for checks. */
+  get waitingForSignal(): boolean {
+    return this.#hostReturn?.armed ?? false;
+  }
+
   /** The agent took a chunk: room for one more. */
   taken(): void {
     this.#pending--;
@@ -224,14 +256,24 @@ export class ReadLoop {
           await this.#wait.untilStopped();
           break;
         }
-        if (outcome === "pause") await sleep(HANGUP_RETRY_MS, this.#wait.signal);
+        if (outcome === "pause") await this.#pause();
       }
     } catch (err) {
       this.#sink.failed(err instanceof Error ? err : new Error(errorMessage(err)));
     } finally {
+      this.#hostReturn?.disarm();
       this.#open = false;
       closeQuietly(this.#fd);
       await this.#wait.close();
+    }
+  }
+
+  /** After a hangup: until the host may be back; after EAGAIN: a short pause. */
+  async #pause(): Promise<void> {
+    if (this.#hungUp && this.#hostReturn !== undefined) {
+      await this.#hostReturn.wait(HANGUP_RETRY_MS, this.#wait.signal);
+    } else {
+      await sleep(HANGUP_RETRY_MS, this.#wait.signal);
     }
   }
 
@@ -265,7 +307,10 @@ export class ReadLoop {
       return this.#readFailed(err);
     }
     if (count === 0) return this.#endOfFile === "closed" ? this.#closed() : this.#hangup();
-    this.#hungUp = false;
+    if (this.#hungUp) {
+      this.#hungUp = false;
+      this.#hostReturn?.disarm();
+    }
     this.#pending++;
     this.#sink.data(this.#buffer.slice(0, count));
     return "next";

@@ -7,8 +7,9 @@
  * (`O_RDWR|O_NOCTTY|O_NONBLOCK|O_CLOEXEC`; isa-serial is put into qemu-ga's raw mode) and served
  * as a descriptor connection (_fd_io.ts): a read loop that waits off the event loop, where end of file, POLLHUP
  * and EIO mean no host is connected — it reports a hangup once (the agent drops partial input)
- * and retries every 100 ms, as qemu-ga, so a disconnected port costs at most 10 wakeups/s and a
- * connected, quiet port none — and writes that never block the agent's event loop.
+ * and waits for the port's SIGIO (_host_return.ts), so a disconnected virtio port costs a wakeup
+ * every few seconds and a connected, quiet port none — and writes that never block the agent's
+ * event loop.
  *
  * @module
  */

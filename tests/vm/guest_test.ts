@@ -38,6 +38,7 @@ import {
   settledProbeState,
   startProbe,
   unitState,
+  unitWakeups,
 } from "./_lab/checks.ts";
 import type { Guest } from "./_lab/guest.ts";
 import {
@@ -68,6 +69,12 @@ const FREEZE_TIMEOUT_S = 60;
 const BASELINE_FROZEN_S = 35;
 /** How long after the deadline a late (second) thaw hook still counts. */
 const AFTER_DEADLINE_S = 15;
+/** Scenario 7a: how long the agent's wakeups are counted while no host is on its port (s). */
+const HOST_AWAY_S = 10;
+/** Scenario 7a: from libvirtd's stop to the count's start. */
+const HOST_AWAY_SETTLE_MS = 3000;
+/** Scenario 7a: a bound on our agent's wakeups without a host (a 100 ms retry makes 10+). */
+const MAX_AWAY_WAKEUPS_PER_S = 3;
 const QUIESCED_CYCLES = 5;
 const ROWS_PER_CYCLE = 30;
 /** The user whose password scenario 8 sets (created in the guest, deleted after). */
@@ -243,19 +250,39 @@ function registerScenarios(agent: AgentSetup): void {
   }
 
   vmTest(
-    `${label}: 7a. libvirtd restarted while the agent runs: the agent answers again`,
+    `${label}: 7a. libvirtd restarted while the agent runs: the agent answers again; while no host is on the port, ours sleeps until its SIGIO (qemu-ga's 100 ms retries recorded)`,
     async () => {
       const guest = booted();
       const start = performance.now();
-      await requireLab().libvirt.restartLibvirtd();
+      let awayWakeups = 0;
+      let awayMs = 0;
+      await requireLab().libvirt.restartLibvirtd(async () => {
+        const away = performance.now();
+        await sleep(HOST_AWAY_SETTLE_MS); // the agent has seen the hangup
+        const wakeups = await unitWakeups(guest, agent.unit, HOST_AWAY_S);
+        awayWakeups = wakeups.total;
+        results.observe(
+          kind,
+          `7a. no host on the port: wakeups/s (by thread in ${HOST_AWAY_S} s)`,
+          `${(wakeups.total / HOST_AWAY_S).toFixed(1)} (${wakeups.byThread})`,
+        );
+        awayMs = performance.now() - away;
+      });
       // libvirtd's own start-up varies by seconds (it probes QEMU's capabilities when it finds its
       // cache stale): apart from the agent's part.
-      results.record(kind, "libvirtdRestart", secondsSince(start));
+      results.record(kind, "libvirtdRestart", secondsSince(start + awayMs));
       const back = performance.now();
       const answered = await guest.waitForPing(180_000);
       results.record(kind, "libvirtdBackToPing", secondsSince(back));
       assert.ok(answered, "no guest-ping answer within 180 s after libvirtd came back");
       assert.equal(await guest.freezeStatus(), "thawed");
+      if (kind === "fsfreeze-agent") {
+        // qemu-ga reads the port again every 100 ms; ours waits for the port's SIGIO.
+        assert.ok(
+          awayWakeups <= HOST_AWAY_S * MAX_AWAY_WAKEUPS_PER_S,
+          `${awayWakeups} wakeups in ${HOST_AWAY_S} s without a host`,
+        );
+      }
     },
   );
 

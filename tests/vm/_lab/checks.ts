@@ -143,6 +143,46 @@ export async function unitState(guest: Guest, unit: string): Promise<string> {
 }
 
 /**
+ * How many times each thread of the unit's main process went to sleep and woke over `seconds` of
+ * the guest's clock (its context switches, voluntary and not), by thread name, and their sum.
+ */
+export async function unitWakeups(
+  guest: Guest,
+  unit: string,
+  seconds: number,
+): Promise<{ total: number; byThread: string }> {
+  const out = await guest.console.ok(
+    `pid=$(systemctl show -p MainPID --value ${unit})\n` +
+      "switches() {\n" +
+      '  for t in /proc/"$pid"/task/*; do\n' +
+      "    local sum=0 key value comm\n" +
+      '    read -r comm <"$t/comm"\n' +
+      "    while read -r key value; do\n" +
+      "      case $key in *ctxt_switches:) sum=$((sum + value)) ;; esac\n" +
+      '    done <"$t/status"\n' +
+      '    echo "${t##*/} $sum ${comm// /_}"\n' +
+      "  done\n" +
+      "}\n" +
+      `switches >/run/lab/before; sleep ${seconds}; switches >/run/lab/after\n` +
+      "join /run/lab/before /run/lab/after | awk '{ print $4 - $2, $3 }'",
+    { timeoutMs: (seconds + 60) * 1000 },
+  );
+  const byName = new Map<string, number>();
+  for (const line of out.split("\n").filter((l) => l.trim() !== "")) {
+    const [count, name] = line.trim().split(" ");
+    const value = Number(count);
+    if (!Number.isInteger(value) || name === undefined) {
+      throw new Error(`unexpected output: ${out}`);
+    }
+    byName.set(name, (byName.get(name) ?? 0) + value);
+  }
+  const total = [...byName.values()].reduce((sum, value) => sum + value, 0);
+  const byThread = [...byName].filter(([, value]) => value > 0)
+    .map(([name, value]) => `${name} ${value}`).join(", ");
+  return { total, byThread };
+}
+
+/**
  * Thaws the guest whatever state the agent is in: `virsh domfsthaw`, then FITHAW on / from the
  * console (for a freeze the agent no longer knows about), then checks that a write goes through.
  * Resolves to what it had to do (empty when the guest was not frozen).

@@ -189,11 +189,18 @@ export class Libvirt {
     if (ready === undefined) throw new Error(`libvirtd does not answer: ${await this.log()}`);
   }
 
-  /** Stops libvirtd (domains keep running) and starts it again; resolves once it answers. */
-  async restartLibvirtd(): Promise<void> {
+  /**
+   * Stops libvirtd (domains keep running; their agent ports see no host), runs `whileStopped`, and
+   * starts it again; resolves once it answers.
+   */
+  async restartLibvirtd(whileStopped?: () => Promise<void>): Promise<void> {
     if (this.#libvirtdPid !== undefined) await stopDaemon(this.#libvirtdPid, "libvirtd");
     this.#libvirtdPid = undefined;
-    await this.#startLibvirtd();
+    try {
+      await whileStopped?.();
+    } finally {
+      await this.#startLibvirtd();
+    }
   }
 
   /** `virsh -c qemu:///system ARGS`; never throws for a failed command (see `code`). */
