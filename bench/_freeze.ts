@@ -5,7 +5,7 @@
  * (cycles back to back), then spaced (each a second after the previous, as a guest's freezes come).
  * Each request is timed from its write to its reply.
  *
- * Safety (COMMON.md): only the bench's own loop mounts are ever named in a freeze; a watchdog
+ * Safety (README, "Performance"): only the bench's own loop mounts are ever named in a freeze; a watchdog
  * process thaws them a few seconds after each arming whatever happens here; the bench itself
  * writes to them only before the first freeze; mounts are thawed and removed in `finally`, after
  * the agent has exited (qemu-ga's private mount namespace holds them until then).

@@ -1,5 +1,5 @@
 /**
- * Loop-mounted filesystems for every test that freezes (COMMON.md SAFETY): images in a fresh
+ * Loop-mounted filesystems for every test that freezes (README, "Development"): images in a fresh
  * `/tmp/agent_test_*` directory, each with a detached watchdog process that thaws them after a few
  * seconds no matter what happens to the test, and a disposal that thaws, unmounts, detaches and
  * removes everything even after failures. Also a loop image stored on one of these mounts (for
