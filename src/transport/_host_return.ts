@@ -105,7 +105,12 @@ export class HostReturn {
   #arm(): boolean {
     if (this.#armed) return true;
     if (this.#unavailable) return false;
-    this.#signal.listen(this.#listener);
+    try {
+      this.#signal.listen(this.#listener);
+    } catch {
+      this.#unavailable = true;
+      return false;
+    }
     try {
       this.#signal.request(this.#fd, true);
     } catch {

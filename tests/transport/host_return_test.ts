@@ -32,18 +32,23 @@ async function visit(path: string, text: string): Promise<void> {
   await writer.write(new TextEncoder().encode(text));
 }
 
-/** A signal that records what was asked of it; `failing` makes every request throw. */
-function fakeSignal(failing = false): ReadySignal & { log: string[]; listeners: Set<() => void> } {
+/** A signal that records what was asked of it; `failing` makes listening or asking throw. */
+function fakeSignal(
+  failing?: "listen" | "request",
+): ReadySignal & { log: string[]; listeners: Set<() => void> } {
   const log: string[] = [];
   const listeners = new Set<() => void>();
   return {
     log,
     listeners,
-    listen: (listener) => listeners.add(listener),
+    listen: (listener) => {
+      if (failing === "listen") throw new Error("signal not supported");
+      listeners.add(listener);
+    },
     unlisten: (listener) => listeners.delete(listener),
     request: (_fd, on) => {
       log.push(on ? "on" : "off");
-      if (failing) throw new Error("EINVAL");
+      if (failing === "request") throw new Error("EINVAL");
     },
   };
 }
@@ -121,15 +126,17 @@ Deno.test("a wait whose device no longer reports a hangup returns at once, still
   });
 });
 
-Deno.test("a device that refuses the signal gets the caller's pause, and is not asked again", async () => {
-  const signal = fakeSignal(true);
-  const wait = new HostReturn(-1, signal, NEVER_MS);
-  for (let i = 0; i < 2; i++) {
-    await withTimeout(wait.wait(10, new AbortController().signal), 30_000, "the fallback pause");
+Deno.test("a device (or a process) that refuses the signal gets the caller's pause, and is not asked again", async () => {
+  for (const failing of ["listen", "request"] as const) {
+    const signal = fakeSignal(failing);
+    const wait = new HostReturn(-1, signal, NEVER_MS);
+    for (let i = 0; i < 2; i++) {
+      await withTimeout(wait.wait(10, new AbortController().signal), 30_000, "the fallback pause");
+    }
+    assert.equal(wait.armed, false);
+    assert.deepEqual(signal.log, failing === "listen" ? [] : ["on"]);
+    assert.equal(signal.listeners.size, 0);
   }
-  assert.equal(wait.armed, false);
-  assert.deepEqual(signal.log, ["on"]);
-  assert.equal(signal.listeners.size, 0);
 });
 
 Deno.test("a stop ends the wait for the signal", async () => {
