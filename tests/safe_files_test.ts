@@ -16,6 +16,7 @@ import {
   writeAllSync,
   writeFileAtomic,
 } from "../src/safe_files.ts";
+import { run } from "./_util/linux.ts";
 
 /** An unprivileged user that owns nothing of ours (Debian's `nobody`). */
 const OTHER_UID = 65534;
@@ -38,11 +39,6 @@ async function workspace(): Promise<
   };
 }
 
-async function mkfifo(path: string): Promise<void> {
-  const result = await new Deno.Command("mkfifo", { args: [path] }).output();
-  assert.equal(result.code, 0, "mkfifo");
-}
-
 async function otherUsersFile(path: string): Promise<void> {
   await Deno.writeTextFile(path, "someone else's\n");
   await Deno.chown(path, OTHER_UID, OTHER_UID);
@@ -52,7 +48,9 @@ type Plant = (path: string, victim: string) => Promise<void>;
 
 const PLANTS: Record<string, Plant> = {
   "a symlink": (path, victim) => Deno.symlink(victim, path),
-  "a FIFO": (path) => mkfifo(path),
+  "a FIFO": async (path) => {
+    await run("mkfifo", [path]);
+  },
   "another user's file": (path) => otherUsersFile(path),
 };
 

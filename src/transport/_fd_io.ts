@@ -90,11 +90,6 @@ export class FdConnection implements Connection {
     return this.#loop.wakeups;
   }
 
-  /** Whether the read loop waits for SIGIO (a hung-up device that sends it), for checks. */
-  get waitingForSignal(): boolean {
-    return this.#loop.waitingForSignal;
-  }
-
   read(): Promise<ReadResult> {
     if (this.closed) return Promise.resolve(CLOSED);
     const next = this.#queue.shift();

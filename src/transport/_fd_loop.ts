@@ -44,13 +44,7 @@ import {
 } from "../linux/fd.ts";
 import { accept4, SOCK_CLOEXEC, SOCK_NONBLOCK, type SocketAddress } from "../linux/sockets.ts";
 import { sleep } from "../sleep.ts";
-import {
-  HOST_AWAY_LOOK_MS,
-  HostReturn,
-  type ReadySignal,
-  SIGIO,
-  signalsWhenReady,
-} from "./_host_return.ts";
+import { HostReturn, type ReadySignal, signalsWhenReady } from "./_host_return.ts";
 
 /** How long to wait before reading again after a hangup or EAGAIN (qemu-ga: 100 ms). */
 export const HANGUP_RETRY_MS = 100;
@@ -164,9 +158,9 @@ type Outcome = "next" | "pause" | "stop" | "ended";
 
 /** How a hung-up device waits for its host (tests change them). */
 export interface HostWaitOptions {
-  /** @default SIGIO */
+  /** @default the process's SIGIO (_host_return.ts) */
   signal?: ReadySignal;
-  /** @default HOST_AWAY_LOOK_MS */
+  /** @default _host_return.ts `HOST_AWAY_LOOK_MS` */
   lookMs?: number;
 }
 
@@ -204,7 +198,7 @@ export class ReadLoop {
     this.#path = path;
     this.#sink = sink;
     this.#hostReturn = endOfFile === "hangup" && signalsWhenReady(fd)
-      ? new HostReturn(fd, hostWait.signal ?? SIGIO, hostWait.lookMs ?? HOST_AWAY_LOOK_MS)
+      ? new HostReturn(fd, hostWait.signal, hostWait.lookMs)
       : undefined;
     try {
       this.#wait = new DescriptorWait();

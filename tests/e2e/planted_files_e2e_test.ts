@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { type AgentProcess, spawnAgent } from "../_util/agent.ts";
+import { run } from "../_util/linux.ts";
 import { createLoopMounts } from "../_util/loopfs.ts";
 import { recordingHook } from "../_util/record_hook.ts";
 
@@ -28,8 +29,7 @@ type Plant = (path: string, victim: string) => Promise<void>;
 const PLANTS: Record<string, Plant> = {
   "a symlink": (path, victim) => Deno.symlink(victim, path),
   "a FIFO": async (path) => {
-    const made = await new Deno.Command("mkfifo", { args: [path] }).output();
-    assert.equal(made.code, 0, "mkfifo");
+    await run("mkfifo", [path]);
   },
   "another user's file": async (path) => {
     await Deno.writeTextFile(path, "someone else's\n");

@@ -15,16 +15,11 @@ import {
   signalsWhenReady,
 } from "../../src/transport/_host_return.ts";
 import { delay, withTimeout } from "../_util/agent.ts";
-import { withTempDir } from "../_util/linux.ts";
+import { run, withTempDir } from "../_util/linux.ts";
 import { waitFor } from "../_util/pty.ts";
 
 /** Long enough that only the signal can end a wait within a test. */
 const NEVER_MS = 600_000;
-
-async function makeFifo(path: string): Promise<void> {
-  const made = await new Deno.Command("mkfifo", { args: [path] }).output();
-  assert.ok(made.success, "mkfifo failed");
-}
 
 /** Opens the FIFO for writing (a reader is there), writes `text` and closes: a host's visit. */
 async function visit(path: string, text: string): Promise<void> {
@@ -56,7 +51,7 @@ function fakeSignal(
 Deno.test("a hung-up FIFO waits for SIGIO without waking, and reads at once what a returning writer sends", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/port`;
-    await makeFifo(path);
+    await run("mkfifo", [path]);
     const fd = open(path, O_RDONLY | O_NONBLOCK);
     const delivered: string[] = [];
     let loop: ReadLoop | undefined = undefined;
@@ -93,7 +88,7 @@ Deno.test("a hung-up FIFO waits for SIGIO without waking, and reads at once what
 Deno.test("only character devices and FIFOs are asked for SIGIO", async () => {
   await withTempDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/file`, "");
-    await makeFifo(`${dir}/fifo`);
+    await run("mkfifo", [`${dir}/fifo`]);
     const file = open(`${dir}/file`, O_RDONLY);
     const fifo = open(`${dir}/fifo`, O_RDONLY | O_NONBLOCK);
     const tty = open("/dev/null", O_RDONLY); // a character device
@@ -108,7 +103,7 @@ Deno.test("only character devices and FIFOs are asked for SIGIO", async () => {
 Deno.test("a wait whose device no longer reports a hangup returns at once, still asking for the signal", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/port`;
-    await makeFifo(path);
+    await run("mkfifo", [path]);
     const fd = open(path, O_RDONLY | O_NONBLOCK);
     using _writer = await Deno.open(path, { write: true }); // a host is connected, quiet
     const signal = fakeSignal();
@@ -142,7 +137,7 @@ Deno.test("a device (or a process) that refuses the signal gets the caller's pau
 Deno.test("a stop ends the wait for the signal", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/port`;
-    await makeFifo(path);
+    await run("mkfifo", [path]);
     const fd = open(path, O_RDONLY | O_NONBLOCK);
     await visit(path, ""); // a writer came and went: the FIFO reports a hangup
     const signal = fakeSignal();
