@@ -74,7 +74,10 @@ export async function startAgent(
   });
   await freezer.recover();
   // Start-up stays short; the engine loads once the first reply is out, not in the first freeze.
-  afterReply.afterNextReply(() => freezer.preload());
+  afterReply.afterNextReply(() => {
+    freezer.preload();
+    raisePriority(log);
+  });
   if (!freezer.frozen) {
     log.openFile();
     pidfile.writeIfDue();
@@ -152,21 +155,41 @@ async function startOwnWatchdog(
   log: AgentLogger,
 ): Promise<{ exited: Promise<unknown> }> {
   try {
-    const { selfCommand } = await loadSelfExec();
+    const [{ selfCommand }, { agentPriority }] = await Promise.all([
+      loadSelfExec(),
+      loadPriority(),
+    ]);
     const { command, args } = selfCommand(config, ["watchdog", ...argv]);
-    const child = new Deno.Command(command, {
+    const watchdog = new Deno.Command(command, {
       args,
       stdin: "null",
       stdout: "null",
       stderr: "inherit",
       detached: true,
-    }).spawn();
+    });
+    // It starts where the agent started, and raises itself as the agent did.
+    const child = agentPriority.spawnAtStartPriority(() => watchdog.spawn());
     child.unref();
     return { exited: child.status };
   } catch (err) {
     log.error("cannot start the thaw watchdog", { error: String(err) });
     throw err;
   }
+}
+
+/** Raises the agent's threads (docs/design.md #50); whatever happens, the agent serves on. */
+function raisePriority(log: AgentLogger): void {
+  loadPriority()
+    .then(({ agentPriority }) => {
+      const outcome = agentPriority.raise();
+      if (outcome.raised) log.debug("priority raised", { nice: outcome.nice });
+      else log.debug("priority kept", { nice: outcome.nice, reason: outcome.reason });
+    })
+    .catch((err) => log.warn("cannot raise the priority", { error: errorMessage(err) }));
+}
+
+function loadPriority(): Promise<typeof import("./priority.ts")> {
+  return loadLater(new URL("./priority.ts", import.meta.url));
 }
 
 function loadSelfExec(): Promise<typeof import("./self_exec.ts")> {

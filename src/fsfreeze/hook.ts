@@ -16,6 +16,7 @@
 import { getuid, kill, SETSID_PROGRAM, Signal } from "../linux/process.ts";
 import { Errno, errnoNumber, strerror, SyscallError } from "../linux/errno.ts";
 import { stat } from "../linux/files.ts";
+import { agentPriority } from "../priority.ts";
 import { fileType } from "../linux/structs.ts";
 
 /** The argument a hook receives. */
@@ -276,7 +277,9 @@ function spawnHook(
   env: Record<string, string> | undefined,
 ): Deno.ChildProcess {
   try {
-    return viaSetsid(path, phase, env) ?? hookCommand(path, [phase], env, true).spawn();
+    return agentPriority.spawnAtStartPriority(() =>
+      viaSetsid(path, phase, env) ?? hookCommand(path, [phase], env, true).spawn()
+    );
   } catch (err) {
     throw new HookError(path, execFailureReason(path, err), { cause: err });
   }

@@ -217,12 +217,16 @@ export async function serveWatchdog(
   log: Logger,
   options: { transport: Transport; persistent: boolean; signal: AbortSignal },
 ): Promise<void> {
-  const [{ createEngine }, { runWatchdog }, { loadLibc }] = await Promise.all([
+  const [{ createEngine }, { runWatchdog }, { loadLibc }, { agentPriority }] = await Promise.all([
     load<typeof import("./mechanism.ts")>("./mechanism.ts"),
     load<typeof import("./watchdog.ts")>("./watchdog.ts"),
     load<typeof import("../linux/libc.ts")>("../linux/libc.ts"),
+    load<typeof import("../priority.ts")>("../priority.ts"),
   ]);
   loadLibc();
+  // As the agent's (docs/design.md #50): the thaw it may owe must not wait behind a busy guest.
+  const priority = agentPriority.raise();
+  log.debug(priority.raised ? "priority raised" : "priority kept", { nice: priority.nice });
   await runWatchdog(createEngine(config, log), options.transport, options);
 }
 

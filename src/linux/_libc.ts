@@ -49,6 +49,10 @@ const SYMBOLS = {
   kill: { parameters: ["i32", "i32"], result: "i32" },
   /** uid_t getuid(void); */
   getuid: { parameters: [], result: "u32" },
+  /** int getpriority(int which, id_t who);  -1 is also a valid niceness: errno tells */
+  getpriority: { parameters: ["i32", "u32"], result: "i32" },
+  /** int setpriority(int which, id_t who, int prio); */
+  setpriority: { parameters: ["i32", "u32", "i32"], result: "i32" },
   /** int tcgetattr(int fd, struct termios *t); */
   tcgetattr: { parameters: ["i32", "buffer"], result: "i32" },
   /** int tcsetattr(int fd, int actions, const struct termios *t); */

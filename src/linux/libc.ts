@@ -5,7 +5,7 @@
  * - fd.ts: descriptors (open, close, read, write, poll, eventfd, fcntl flags);
  * - files.ts: /proc, /sys and /dev reads and metadata (Deno refuses its fs APIs there);
  * - freeze.ts: FIFREEZE and FITHAW;
- * - process.ts: kill(2) and getuid(2);
+ * - process.ts: kill(2), getuid(2), and the threads' niceness (getpriority(2), setpriority(2));
  * - termios.ts: the isa-serial line settings and FIONREAD;
  * - system.ts: uname, statvfs, clock_gettime for the guest-information commands;
  * - sockets.ts: a socket systemd passed (getsockopt, getsockname, accept4).

@@ -333,3 +333,34 @@ async function waitForSocket(agent: AgentProcess, timeoutMs = 15_000): Promise<v
   }
   throw new Error(`agent socket did not appear:\n${agent.stderr}`);
 }
+
+/** The watchdog `agentPid` started (its child running `watchdog`). */
+export function watchdogOf(agentPid: number): number {
+  for (const entry of Deno.readDirSync("/proc")) {
+    const pid = Number(entry.name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+      if (ppid === agentPid && argv.includes("watchdog")) return pid;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error(`agent ${agentPid} has no watchdog child`);
+}
+
+/** The niceness of each thread of process `pid` (field 19 of /proc/<pid>/task/<tid>/stat). */
+export function threadNices(pid: number): number[] {
+  const nices: number[] = [];
+  for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/stat`);
+      nices.push(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return nices;
+}

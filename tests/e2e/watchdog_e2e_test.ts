@@ -7,7 +7,14 @@
  */
 
 import assert from "node:assert/strict";
-import { type AgentProcess, delay, flagsForArgv, spawnAgent, withTimeout } from "../_util/agent.ts";
+import {
+  type AgentProcess,
+  delay,
+  flagsForArgv,
+  spawnAgent,
+  watchdogOf,
+  withTimeout,
+} from "../_util/agent.ts";
 import { type BlockedWrite, createLoopMounts, startBlockedWrite } from "../_util/loopfs.ts";
 import { type RecordingHook, recordingHook } from "../_util/record_hook.ts";
 
@@ -150,23 +157,6 @@ async function frozenNow(mount: string, timeoutMs: number): Promise<BlockedWrite
 
 /** How long a probe's write must stay blocked to show the mount frozen. */
 const STILL_BLOCKED_MS = 1500;
-
-/** The watchdog `agentPid` started (its child running `watchdog`). */
-function watchdogOf(agentPid: number): number {
-  for (const entry of Deno.readDirSync("/proc")) {
-    const pid = Number(entry.name);
-    if (!Number.isInteger(pid)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
-      if (ppid === agentPid && argv.includes("watchdog")) return pid;
-    } catch {
-      // gone meanwhile
-    }
-  }
-  throw new Error(`agent ${agentPid} has no watchdog child`);
-}
 
 Deno.test("a watchdog that reads its arming late holds the deadline: the freeze does not wait, the agent may die first", async () => {
   await using fs = await createLoopMounts(1, { watchdogSeconds: 40 });

@@ -9,6 +9,7 @@
  */
 
 import { errorMessage, genericError } from "../../errors.ts";
+import { agentPriority } from "../../priority.ts";
 
 /**
  * What qemu-ga (≤ 10.x, Linux) runs; on systemd distributions a symbolic link to `systemctl`,
@@ -70,7 +71,7 @@ export async function runHelper(
   const timer = setTimeout(() => deadline.abort(), options.timeoutMs ?? SHUTDOWN_TIMEOUT_MS);
   let output: Deno.CommandOutput;
   try {
-    output = await new Deno.Command(program, {
+    const command = new Deno.Command(program, {
       args,
       stdin: "null",
       stdout: "piped",
@@ -78,7 +79,8 @@ export async function runHelper(
       clearEnv: true,
       env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
       signal: deadline.signal,
-    }).output();
+    });
+    output = await agentPriority.spawnAtStartPriority(() => command.output());
   } catch (err) {
     // qemu-ga's child reports a failed exec with perror() and exit 1.
     const reason = err instanceof Deno.errors.NotFound

@@ -1,0 +1,106 @@
+/**
+ * End-to-end tests of the agent's scheduling priority (src/priority.ts, docs/design.md #50): the
+ * real agent on a real loop mount, its threads and its children read from /proc.
+ *
+ * Safety: the only mount frozen is the test's own loop mount, with its own thaw watchdog.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { type AgentProcess, spawnAgent, threadNices, watchdogOf } from "../_util/agent.ts";
+import { createLoopMounts } from "../_util/loopfs.ts";
+import { waitFor } from "../_util/pty.ts";
+import { RAISED_NICE } from "../../src/priority.ts";
+
+/** A hook that records `<phase> <niceness>` of the process it runs in. */
+async function nicenessHook(dir: string): Promise<{ path: string; calls(): string[] }> {
+  const path = `${dir}/niceness-hook.sh`;
+  const log = `${dir}/niceness-hook.log`;
+  await Deno.writeTextFile(
+    path,
+    `#!/bin/sh\necho "$1 $(cut -d' ' -f19 /proc/self/stat)" >> '${log}'\n`,
+  );
+  await Deno.chmod(path, 0o755);
+  const calls = () => {
+    try {
+      return Deno.readTextFileSync(log).trim().split("\n");
+    } catch {
+      return [];
+    }
+  };
+  return { path, calls };
+}
+
+/** A wrapper that starts the agent at niceness `nice`, whatever the test runner's own is. */
+function atNiceness(nice: number): string[] {
+  // A child inherits the niceness of the thread that starts it: this one.
+  const stat = Deno.readTextFileSync("/proc/thread-self/stat");
+  const own = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+  return ["nice", "-n", String(nice - own)];
+}
+
+async function returned(agent: AgentProcess, execute: string): Promise<unknown> {
+  const reply = await agent.request({ execute });
+  assert.ok("return" in reply, `${execute}: ${JSON.stringify(reply)}`);
+  return reply.return;
+}
+
+/** Every thread of `pid`, once they all are at `nice` (within 20 s). */
+async function allThreadsAt(pid: number, nice: number, what: string): Promise<void> {
+  await waitFor(() => threadNices(pid).every((n) => n === nice), what, 20_000);
+  assert.ok(threadNices(pid).length > 1, "a Deno process has more than one thread");
+}
+
+Deno.test("an agent started at niceness 0 raises its threads and its watchdog; its hooks run at 0", async () => {
+  await using fs = await createLoopMounts(1, { watchdogSeconds: 30 });
+  const hook = await nicenessHook(fs.dir);
+  await using agent = await spawnAgent({
+    scope: fs.mounts,
+    hook: hook.path,
+    wrapper: atNiceness(0),
+  });
+  await returned(agent, "guest-ping");
+  await allThreadsAt(agent.pid, RAISED_NICE, "the agent's threads raised");
+  assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
+  const watchdog = watchdogOf(agent.pid);
+  assert.deepEqual(new Set(threadNices(watchdog)), new Set([RAISED_NICE]), "watchdog raised");
+  assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 1);
+  assert.deepEqual(hook.calls(), ["freeze 0", "thaw 0"]);
+  // Lowered only around each hook's start: the agent's own threads are raised again.
+  assert.deepEqual(new Set(threadNices(agent.pid)), new Set([RAISED_NICE]));
+});
+
+Deno.test("an agent started at another niceness keeps it, and so do its hooks", async () => {
+  await using fs = await createLoopMounts(1, { watchdogSeconds: 30 });
+  const hook = await nicenessHook(fs.dir);
+  await using agent = await spawnAgent({
+    scope: fs.mounts,
+    hook: hook.path,
+    wrapper: atNiceness(5),
+    args: ["-v"],
+  });
+  await returned(agent, "guest-ping");
+  await agent.waitForLog("priority kept", 20_000);
+  assert.deepEqual(new Set(threadNices(agent.pid)), new Set([5]));
+  assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
+  assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 1);
+  assert.deepEqual(hook.calls(), ["freeze 5", "thaw 5"]);
+});
+
+Deno.test("the thaw hook the watchdog runs for a killed agent runs at niceness 0", async () => {
+  await using fs = await createLoopMounts(1, { watchdogSeconds: 30 });
+  const hook = await nicenessHook(fs.dir);
+  await using agent = await spawnAgent({
+    scope: fs.mounts,
+    hook: hook.path,
+    wrapper: atNiceness(0),
+    args: ["--fsfreeze-timeout=2"],
+  });
+  assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
+  const watchdog = watchdogOf(agent.pid);
+  assert.deepEqual(new Set(threadNices(watchdog)), new Set([RAISED_NICE]), "watchdog raised");
+  await agent.stop("SIGKILL");
+  await waitFor(() => hook.calls().length === 2, "the watchdog's thaw hook", 30_000);
+  assert.deepEqual(hook.calls(), ["freeze 0", "thaw 0"]);
+});
