@@ -37,6 +37,8 @@ import {
   rootFrozen,
   settledProbeState,
   startProbe,
+  unitNiceness,
+  unitNicenessBecomes,
   unitState,
   unitWakeups,
 } from "./_lab/checks.ts";
@@ -375,6 +377,28 @@ async function checkStartedByUdev(
     results.record(agent.kind, "agentCpuAtStart", Math.round(cpu / 1e8) / 10);
   }
   assert.equal(fields.NRestarts, "0", "the unit restarted during boot");
+  await checkNiceness(guest, agent.kind, agent.unit, "1. the agent's threads' niceness");
+}
+
+/** The raised niceness of our agent's processes (design #50); qemu-ga's is recorded. */
+const RAISED_NICE = -10;
+/** The watchdog's unit, started through its socket at the first freeze. */
+const WATCHDOG_UNIT = "fsfreeze-agent-watchdog.service";
+
+/** Ours: every thread of `unit` reaches the raised niceness; qemu-ga's threads are recorded. */
+async function checkNiceness(
+  guest: Guest,
+  kind: AgentKind,
+  unit: string,
+  key: string,
+): Promise<void> {
+  const niceness = kind === "qemu-ga"
+    ? await unitNiceness(guest, unit)
+    : await unitNicenessBecomes(guest, unit, RAISED_NICE, 60_000);
+  results.observe(kind, key, niceness);
+  if (kind !== "qemu-ga") {
+    assert.match(niceness, new RegExp(`^${RAISED_NICE}×\\d+$`), `${unit}'s threads: ${niceness}`);
+  }
 }
 
 // --- 2. information commands ------------------------------------------------------------------
@@ -449,7 +473,14 @@ async function freezeThawScenario(guest: Guest, kind: AgentKind): Promise<void> 
     "the blocked write did not complete after domfsthaw",
   );
   assert.equal(await guest.freezeStatus(), "thawed");
-  assert.equal(actions(await hookCalls(guest), before), "freeze,thaw");
+  const calls = (await hookCalls(guest)).slice(before);
+  assert.equal(actions(calls), "freeze,thaw");
+  const hookNiceness = calls.map((call) => call.nice).join(", ");
+  results.observe(kind, "3. the hooks' niceness (freeze, thaw)", hookNiceness);
+  assert.equal(hookNiceness, "0, 0", "hooks run at the niceness the agent started with");
+  if (kind !== "qemu-ga") {
+    await checkNiceness(guest, kind, WATCHDOG_UNIT, "3. the watchdog's threads' niceness");
+  }
 }
 
 // --- 4. snapshots under a write load ------------------------------------------------------------

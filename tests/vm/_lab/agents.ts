@@ -34,13 +34,14 @@ const GUEST_SOURCES = "/root/fsfreeze-agent-install";
 const INSTALLED_PAYLOAD = "usr/local/lib/fsfreeze-agent";
 
 /**
- * The test hook: one line per call, "<freeze|thaw> <epoch seconds.ns> <pid>". Named to run first
- * on freeze and last on thaw (the dispatchers run the scripts in lexical order, thaw in reverse
- * for ours). Appends to a tmpfs file, so it never blocks on a frozen root.
+ * The test hook: one line per call, "<freeze|thaw> <epoch seconds.ns> <pid> <niceness>". Named to
+ * run first on freeze and last on thaw (the dispatchers run the scripts in lexical order, thaw in
+ * reverse for ours). Appends to a tmpfs file, so it never blocks on a frozen root.
  */
 const RECORD_HOOK = `#!/bin/sh
-# VM lab (tests/vm): records each freeze/thaw hook call with a timestamp.
-printf '%s %s %s\\n' "$1" "$(date +%s.%N)" "$$" >>${HOOK_LOG}
+# VM lab (tests/vm): records each freeze/thaw hook call with a timestamp and its niceness.
+nice=$(sed 's/.*) //' /proc/$$/stat | cut -d' ' -f17)
+printf '%s %s %s %s\\n' "$1" "$(date +%s.%N)" "$$" "$nice" >>${HOOK_LOG}
 `;
 
 /** qemu-ga runs Debian's hook dispatcher only with -F; the package's unit does not pass it. */

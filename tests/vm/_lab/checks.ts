@@ -17,14 +17,21 @@ export interface HookCall {
   /** Guest wall clock, epoch seconds. */
   at: number;
   pid: number;
+  /** The hook's niceness. */
+  nice: number;
 }
 
 /** Every hook call recorded since boot, in order. */
 export async function hookCalls(guest: Guest): Promise<HookCall[]> {
   const text = await guest.console.ok(`cat ${HOOK_LOG} 2>/dev/null || true`, { readOnly: true });
   return text.split("\n").filter((line) => line.trim() !== "").map((line) => {
-    const [action, at, pid] = line.trim().split(/\s+/);
-    return { action: action as HookCall["action"], at: Number(at), pid: Number(pid) };
+    const [action, at, pid, nice] = line.trim().split(/\s+/);
+    return {
+      action: action as HookCall["action"],
+      at: Number(at),
+      pid: Number(pid),
+      nice: Number(nice),
+    };
   });
 }
 
@@ -180,6 +187,34 @@ export async function unitWakeups(
   const byThread = [...byName].filter(([, value]) => value > 0)
     .map(([name, value]) => `${name} ${value}`).join(", ");
   return { total, byThread };
+}
+
+/** The niceness of each thread of `unit`'s main process, as "N×count" (e.g. "-10×7"). */
+export async function unitNiceness(guest: Guest, unit: string): Promise<string> {
+  return (await guest.console.ok(
+    `pid=$(systemctl show -p MainPID --value ${unit})\n` +
+      `for t in /proc/"$pid"/task/*; do sed 's/.*) //' "$t/stat" | cut -d' ' -f17; done | ` +
+      'sort -n | uniq -c | awk \'{ printf "%s%s×%s", sep, $2, $1; sep = " " }\'',
+    { readOnly: true },
+  )).trim();
+}
+
+/**
+ * Until every thread of `unit`'s main process runs at `nice` (within `timeoutMs`): what
+ * {@link unitNiceness} last said.
+ */
+export async function unitNicenessBecomes(
+  guest: Guest,
+  unit: string,
+  nice: number,
+  timeoutMs: number,
+): Promise<string> {
+  let last = "";
+  await poll(async () => {
+    last = await unitNiceness(guest, unit);
+    return /^-?\d+×\d+$/.test(last) && last.startsWith(`${nice}×`) ? last : undefined;
+  }, { timeoutMs, intervalMs: 1000 });
+  return last;
 }
 
 /**
