@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { type AgentProcess, spawnAgent, threadNices, watchdogOf } from "../_util/agent.ts";
+import { existsSync } from "node:fs";
 import { createLoopMounts } from "../_util/loopfs.ts";
 import { waitFor } from "../_util/pty.ts";
 import { RAISED_NICE } from "../../src/priority.ts";
@@ -40,6 +41,16 @@ function atNiceness(nice: number): string[] {
   return ["nice", "-n", String(nice - own)];
 }
 
+/** The agent on `scope` with `hook`, started at niceness `nice`. */
+function agentAt(
+  nice: number,
+  scope: string[],
+  hook: string,
+  args: string[] = [],
+): Promise<AgentProcess> {
+  return spawnAgent({ scope, hook, args, wrapper: atNiceness(nice) });
+}
+
 async function returned(agent: AgentProcess, execute: string): Promise<unknown> {
   const reply = await agent.request({ execute });
   assert.ok("return" in reply, `${execute}: ${JSON.stringify(reply)}`);
@@ -55,11 +66,7 @@ async function allThreadsAt(pid: number, nice: number, what: string): Promise<vo
 Deno.test("an agent started at niceness 0 raises its threads and its watchdog; its hooks run at 0", async () => {
   await using fs = await createLoopMounts(1, { watchdogSeconds: 30 });
   const hook = await nicenessHook(fs.dir);
-  await using agent = await spawnAgent({
-    scope: fs.mounts,
-    hook: hook.path,
-    wrapper: atNiceness(0),
-  });
+  await using agent = await agentAt(0, fs.mounts, hook.path);
   await returned(agent, "guest-ping");
   await allThreadsAt(agent.pid, RAISED_NICE, "the agent's threads raised");
   assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
@@ -74,12 +81,7 @@ Deno.test("an agent started at niceness 0 raises its threads and its watchdog; i
 Deno.test("an agent started at another niceness keeps it, and so do its hooks", async () => {
   await using fs = await createLoopMounts(1, { watchdogSeconds: 30 });
   const hook = await nicenessHook(fs.dir);
-  await using agent = await spawnAgent({
-    scope: fs.mounts,
-    hook: hook.path,
-    wrapper: atNiceness(5),
-    args: ["-v"],
-  });
+  await using agent = await agentAt(5, fs.mounts, hook.path, ["-v"]);
   await returned(agent, "guest-ping");
   await agent.waitForLog("priority kept", 20_000);
   assert.deepEqual(new Set(threadNices(agent.pid)), new Set([5]));
@@ -91,16 +93,13 @@ Deno.test("an agent started at another niceness keeps it, and so do its hooks", 
 Deno.test("the thaw hook the watchdog runs for a killed agent runs at niceness 0", async () => {
   await using fs = await createLoopMounts(1, { watchdogSeconds: 30 });
   const hook = await nicenessHook(fs.dir);
-  await using agent = await spawnAgent({
-    scope: fs.mounts,
-    hook: hook.path,
-    wrapper: atNiceness(0),
-    args: ["--fsfreeze-timeout=2"],
-  });
+  await using agent = await agentAt(0, fs.mounts, hook.path, ["--fsfreeze-timeout=2"]);
   assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
   const watchdog = watchdogOf(agent.pid);
   assert.deepEqual(new Set(threadNices(watchdog)), new Set([RAISED_NICE]), "watchdog raised");
   await agent.stop("SIGKILL");
   await waitFor(() => hook.calls().length === 2, "the watchdog's thaw hook", 30_000);
   assert.deepEqual(hook.calls(), ["freeze 0", "thaw 0"]);
+  // With no agent and no cycle left, the watchdog leaves by itself.
+  await waitFor(() => !existsSync(`/proc/${watchdog}`), "the watchdog's exit", 30_000);
 });
