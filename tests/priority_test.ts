@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { AgentPriority, type PriorityMechanism, RAISED_NICE } from "../src/priority.ts";
 import { Errno, SyscallError } from "../src/linux/errno.ts";
+import { atNiceness } from "./_util/agent.ts";
 
 /** Threads by id; thread 1 is the calling one. `refuse` makes raising fail with EPERM. */
 class FakeThreads implements PriorityMechanism {
@@ -127,3 +128,15 @@ function bound(threads: FakeThreads): PriorityMechanism {
     threadIds: () => threads.threadIds(),
   };
 }
+
+Deno.test("a raised process's helper (runHelper) runs at the start niceness (real threads, own process)", async () => {
+  const script = new URL("./testdata/raised_helper.ts", import.meta.url).pathname;
+  const [nice, ...niceArgs] = atNiceness(0);
+  const { code, stdout, stderr } = await new Deno.Command(nice!, {
+    args: [...niceArgs, Deno.execPath(), "run", "--allow-all", script],
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder().decode(stdout);
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  assert.deepEqual(JSON.parse(text), { raised: true, helper: "ran at the start niceness" });
+});

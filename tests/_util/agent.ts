@@ -364,3 +364,11 @@ export function threadNices(pid: number): number[] {
   }
   return nices;
 }
+
+/** A wrapper (as `nice -n N`) that starts a program at niceness `nice`, whatever the runner's is. */
+export function atNiceness(nice: number): string[] {
+  // A child inherits the niceness of the thread that starts it: this one.
+  const stat = Deno.readTextFileSync("/proc/thread-self/stat");
+  const own = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+  return ["nice", "-n", String(nice - own)];
+}

@@ -8,7 +8,13 @@
  */
 
 import assert from "node:assert/strict";
-import { type AgentProcess, spawnAgent, threadNices, watchdogOf } from "../_util/agent.ts";
+import {
+  type AgentProcess,
+  atNiceness,
+  spawnAgent,
+  threadNices,
+  watchdogOf,
+} from "../_util/agent.ts";
 import { existsSync } from "node:fs";
 import { createLoopMounts } from "../_util/loopfs.ts";
 import { waitFor } from "../_util/pty.ts";
@@ -31,14 +37,6 @@ async function nicenessHook(dir: string): Promise<{ path: string; calls(): strin
     }
   };
   return { path, calls };
-}
-
-/** A wrapper that starts the agent at niceness `nice`, whatever the test runner's own is. */
-function atNiceness(nice: number): string[] {
-  // A child inherits the niceness of the thread that starts it: this one.
-  const stat = Deno.readTextFileSync("/proc/thread-self/stat");
-  const own = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
-  return ["nice", "-n", String(nice - own)];
 }
 
 /** The agent on `scope` with `hook`, started at niceness `nice`. */
