@@ -5,7 +5,8 @@
  * the default niceness raises every thread of its own to {@link RAISED_NICE} once it is serving;
  * threads it starts later inherit that. An agent started at another niceness was placed there on
  * purpose (systemd's `Nice=`, nice(1)) and keeps it. What the agent starts on behalf of others (a
- * hook, a shutdown helper) runs at the niceness the agent started with.
+ * hook, a shutdown helper) runs at the niceness the agent started with, and so does the watchdog,
+ * which then decides for itself.
  *
  * @module
  */

@@ -9,7 +9,7 @@
  */
 
 import { errorMessage, genericError } from "../../errors.ts";
-import { agentPriority } from "../../priority.ts";
+import { loadLater } from "../../load_later.ts";
 
 /**
  * What qemu-ga (≤ 10.x, Linux) runs; on systemd distributions a symbolic link to `systemctl`,
@@ -67,6 +67,7 @@ export async function runHelper(
 ): Promise<void> {
   const [program, ...args] = argv;
   if (program === undefined) throw new TypeError("runHelper needs a program");
+  const { agentPriority } = await loadPriority();
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), options.timeoutMs ?? SHUTDOWN_TIMEOUT_MS);
   let output: Deno.CommandOutput;
@@ -108,4 +109,9 @@ export async function runHelper(
         : `child process has failed to ${action}: ${text}`,
     );
   }
+}
+
+/** Loaded on first use: the start-up of an agent does not need it (docs/design.md #29). */
+function loadPriority(): Promise<typeof import("../../priority.ts")> {
+  return loadLater(new URL("../../priority.ts", import.meta.url));
 }
