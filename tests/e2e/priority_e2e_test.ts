@@ -55,7 +55,10 @@ async function returned(agent: AgentProcess, execute: string): Promise<unknown> 
   return reply.return;
 }
 
-/** Every thread of `pid`, once they all are at `nice` (within 20 s). */
+/**
+ * Every thread of `pid`, once they all are at `nice` (within 20 s). A watchdog raises itself once
+ * it listens, and the freeze's reply does not wait for it to answer the arming.
+ */
 async function allThreadsAt(pid: number, nice: number, what: string): Promise<void> {
   await waitFor(() => threadNices(pid).every((n) => n === nice), what, 20_000);
   assert.ok(threadNices(pid).length > 1, "a Deno process has more than one thread");
@@ -69,7 +72,7 @@ Deno.test("an agent started at niceness 0 raises its threads and its watchdog; i
   await allThreadsAt(agent.pid, RAISED_NICE, "the agent's threads raised");
   assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
   const watchdog = watchdogOf(agent.pid);
-  assert.deepEqual(new Set(threadNices(watchdog)), new Set([RAISED_NICE]), "watchdog raised");
+  await allThreadsAt(watchdog, RAISED_NICE, "the watchdog's threads raised");
   assert.equal(await returned(agent, "guest-fsfreeze-thaw"), 1);
   assert.deepEqual(hook.calls(), ["freeze 0", "thaw 0"]);
   // Lowered only around each hook's start: the agent's own threads are raised again.
@@ -94,7 +97,7 @@ Deno.test("the thaw hook the watchdog runs for a killed agent runs at niceness 0
   await using agent = await agentAt(0, fs.mounts, hook.path, ["--fsfreeze-timeout=2"]);
   assert.equal(await returned(agent, "guest-fsfreeze-freeze"), 1);
   const watchdog = watchdogOf(agent.pid);
-  assert.deepEqual(new Set(threadNices(watchdog)), new Set([RAISED_NICE]), "watchdog raised");
+  await allThreadsAt(watchdog, RAISED_NICE, "the watchdog's threads raised");
   await agent.stop("SIGKILL");
   await waitFor(() => hook.calls().length === 2, "the watchdog's thaw hook", 30_000);
   assert.deepEqual(hook.calls(), ["freeze 0", "thaw 0"]);
