@@ -193,6 +193,7 @@ async function serveRuns(options: Options, work: string): Promise<ServeRuns> {
   // One untimed round first: module caches, page cache and binaries are warm for every run.
   const all = options.runs + 1;
   for (let run = 0; run < all; run++) {
+    stopIfInterrupted();
     const order: ServeKind[] = run % 2 === 0
       ? ["ours", "qemu-ga", "deno-floor"]
       : ["qemu-ga", "ours", "deno-floor"];
@@ -217,6 +218,7 @@ async function serveRuns(options: Options, work: string): Promise<ServeRuns> {
 async function memoryRuns(options: Options, work: string): Promise<MemoryRuns> {
   const runs: MemoryRuns = { ours: [], "qemu-ga": [] };
   for (const kind of ["qemu-ga", "ours"] as const) {
+    stopIfInterrupted();
     const sample = await measureMemoryRun(kind, `${work}/memory-${kind}`, options.memory);
     runs[kind].push(sample);
     progress(
@@ -286,7 +288,7 @@ async function freezeScenario(
           `${sample.steady.totalMs.toFixed(1)} ms` +
           (sample.spaced ? `, 1 s apart ${sample.spaced.totalMs.toFixed(1)} ms` : ""),
       );
-      if (interrupted) throw new Error("interrupted");
+      stopIfInterrupted();
     }
     if (hook === "none" && !busy) {
       syncfsFloorMs.push(await measureSyncfsFloor(count, options.freeze));
@@ -338,6 +340,11 @@ async function unmount(dir: string): Promise<void> {
 
 let interrupted = false;
 
+/** Ends the bench (through its cleanup) once a signal asked for it. */
+function stopIfInterrupted(): void {
+  if (interrupted) throw new Error("interrupted");
+}
+
 const encoder = new TextEncoder();
 
 function progress(line: string): void {
@@ -356,8 +363,10 @@ function writeLine(stream: { writeSync(bytes: Uint8Array): number }, text: strin
 async function main(): Promise<void> {
   const options = parseOptions(Deno.args);
   await preflight();
-  // A ^C ends the bench after the current run, whose cleanup then still happens.
-  Deno.addSignalListener("SIGINT", () => interrupted = true);
+  // A ^C or a kill ends the bench after the current run, whose cleanup then still happens.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => interrupted = true);
+  }
   const started = new Date();
   const work = await Deno.makeTempDir({ prefix: "fsfreeze_bench_" });
   const tmpfs = await mountTmpfs(work, "64m");
@@ -433,12 +442,17 @@ async function main(): Promise<void> {
 async function underAgentFlags(): Promise<number | undefined> {
   if (typeof (globalThis as { gc?: unknown }).gc === "function") return undefined;
   const self = new URL(import.meta.url).pathname;
-  const { code } = await new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", AGENT_V8_FLAGS, self, ...Deno.args],
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",
-  }).output();
+  }).spawn();
+  // A kill of this process reaches the run, which stops after its current step and cleans up.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => child.kill(signal));
+  }
+  const { code } = await child.status;
   return code;
 }
 
