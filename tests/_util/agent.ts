@@ -341,7 +341,7 @@ export function watchdogOf(agentPid: number): number {
     if (!Number.isInteger(pid)) continue;
     try {
       const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const ppid = statField(stat, STAT_PPID);
       const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
       if (ppid === agentPid && argv.includes("watchdog")) return pid;
     } catch {
@@ -357,7 +357,7 @@ export function threadNices(pid: number): number[] {
   for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
     try {
       const stat = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/stat`);
-      nices.push(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]));
+      nices.push(statField(stat, STAT_NICE));
     } catch {
       // the thread ended meanwhile
     }
@@ -369,6 +369,15 @@ export function threadNices(pid: number): number[] {
 export function atNiceness(nice: number): string[] {
   // A child inherits the niceness of the thread that starts it: this one.
   const stat = Deno.readTextFileSync("/proc/thread-self/stat");
-  const own = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+  const own = statField(stat, STAT_NICE);
   return ["nice", "-n", String(nice - own)];
+}
+
+/** Fields of /proc/<pid>/stat, counted from the state after the command's closing parenthesis. */
+export const STAT_PPID = 1;
+export const STAT_NICE = 16;
+
+/** A numeric field of a /proc stat line (the command name may hold spaces and parentheses). */
+export function statField(stat: string, field: number): number {
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[field]);
 }

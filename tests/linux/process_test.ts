@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { getuid, kill, ownThreadIds, setThreadNice, threadNice } from "../../src/linux/process.ts";
 import { isSyscallError, run } from "../_util/linux.ts";
+import { STAT_NICE, statField } from "../_util/agent.ts";
 
 Deno.test("getuid() matches id -u", async () => {
   assert.equal(getuid(), Number(await run("id", ["-u"])));
@@ -26,7 +27,7 @@ Deno.test("setThreadNice() and threadNice() set and read a child's niceness, as 
       setThreadNice(child.pid, nice);
       assert.equal(threadNice(child.pid), nice);
       const stat = await Deno.readTextFile(`/proc/${child.pid}/stat`);
-      assert.equal(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]), nice);
+      assert.equal(statField(stat, STAT_NICE), nice);
     }
   } finally {
     child.kill("SIGKILL");
